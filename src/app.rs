@@ -1,0 +1,70 @@
+//! Flags → tracing → runtime → command. Errors are printed here, once.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::error::Error;
+use crate::exit;
+use crate::paths::Paths;
+
+/// Parses `args`, runs the command, prints any error once and returns the exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::CONFIG } else { exit::SUCCESS };
+        }
+    };
+    init_tracing(&cli);
+    let paths = Paths::new(absolute(&cli.global.root));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("razar: cannot start the async runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    let result = runtime.block_on(dispatch(cli, paths));
+    // Component tasks are done by now; anything left (a stuck DNS lookup) must not hold exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(Error::Exit(code)) => code,
+        Err(e) => {
+            eprintln!("razar: {}", e.to_string().trim_end());
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, paths: Paths) -> Result<u8, Error> {
+    use crate::commands;
+    match cli.command {
+        Command::Boot(args) => commands::boot::run(&paths, &cli.global, args).await,
+        Command::Validate(args) => commands::validate::run(&paths, args),
+        Command::Schema(args) => commands::schema::run(args),
+    }
+}
+
+fn absolute(root: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf())
+}
+
+fn init_tracing(cli: &Cli) {
+    let default = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("RAZAR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match cli.global.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    };
+}

@@ -1,0 +1,45 @@
+//! Exit codes of the `razar` binary. Stable: scripts and CI jobs match on them.
+
+/// Success: the command did what it was asked, or the boot ended with every component done.
+pub const SUCCESS: u8 = 0;
+/// The boot halted because a component failed (local retries exhausted, `on_failure: halt`).
+pub const BOOT_HALTED: u8 = 1;
+/// Usage or configuration error: nothing was started and no file under `logs/` changed.
+pub const CONFIG: u8 = 2;
+/// The configured Crown server was unreachable, timed out, or answered with something unusable.
+pub const CROWN: u8 = 3;
+/// Another `razar boot` holds the root's lock (`.razar/boot.lock`).
+pub const LOCKED: u8 = 4;
+/// A `--require-capability` was absent from the Crown's reply.
+pub const CAPABILITY_MISSING: u8 = 5;
+/// `razar status --wait-ready` gave up: the boot failed, stopped or the timeout passed.
+pub const NOT_READY: u8 = 6;
+/// Internal error: an I/O failure or a bug. The message says what.
+pub const INTERNAL: u8 = 70;
+/// Interrupted by SIGINT (128 + 2); the stack was stopped in order.
+pub const SIGINT: u8 = 130;
+/// Interrupted by SIGTERM (128 + 15); the stack was stopped in order.
+pub const SIGTERM: u8 = 143;
+
+/// Every code with its one-line meaning, for `razar --help` and `docs/exit-codes.md`.
+pub const TABLE: &[(u8, &str)] = &[
+    (SUCCESS, "success"),
+    (BOOT_HALTED, "boot halted by a component failure"),
+    (CONFIG, "usage or configuration error (nothing started)"),
+    (CROWN, "Crown unreachable, timed out or rejected the handshake"),
+    (LOCKED, "another razar boot holds this root's lock"),
+    (CAPABILITY_MISSING, "a required Crown capability is missing"),
+    (NOT_READY, "status --wait-ready: boot failed, stopped or timed out"),
+    (INTERNAL, "internal error (I/O failure or bug)"),
+    (SIGINT, "interrupted by SIGINT; stack stopped"),
+    (SIGTERM, "interrupted by SIGTERM; stack stopped"),
+];
+
+/// The exit-code table as help text.
+pub fn help_text() -> String {
+    let mut out = String::from("Exit codes:\n");
+    for (code, meaning) in TABLE {
+        out.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    out
+}

@@ -1,0 +1,180 @@
+//! Durable file primitives shared by every writer under the root.
+//!
+//! Invariants: a whole-file write is temp file in the same directory → fsync → rename → fsync of
+//! the directory, so readers see the old file or the new one, never a mix. A journal record is
+//! one `write(2)` of one line under an exclusive advisory lock, so two razar processes never
+//! interleave lines. Readers skip a torn last line. A corrupt JSON file is moved aside, never
+//! silently reset.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// An I/O failure with the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct FsError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+impl FsError {
+    pub fn new(action: &'static str, path: &Path, source: io::Error) -> Self {
+        FsError { action, path: path.to_path_buf(), source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, FsError>;
+
+/// Creates `dir` and its parents.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| FsError::new("creating directory", dir, e))
+}
+
+/// Creates `dir` (and parents) and restricts it to its owner.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    ensure_dir(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| FsError::new("restricting", dir, e))
+}
+
+/// Replaces `path` atomically with `bytes`, file mode `mode`.
+pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    ensure_dir(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        FsError::new("writing", path, e)
+    })
+}
+
+/// Writes `value` as pretty JSON, atomically, mode 0644.
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| FsError::new("serializing", path, io::Error::other(e)))?;
+    bytes.push(b'\n');
+    atomic_write(path, &bytes, 0o644)
+}
+
+/// Reads a JSON file. Missing → `Ok(None)`. Unparseable → moved aside to
+/// `<name>.corrupt-<ms>` with a warning, then `Ok(None)`.
+pub fn read_json_or_quarantine<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(FsError::new("reading", path, e)),
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok(Some(v)),
+        Err(err) => {
+            let aside = move_aside(path)?;
+            tracing::warn!(path = %path.display(), moved_to = %aside.display(), %err,
+                "corrupt JSON file moved aside");
+            Ok(None)
+        }
+    }
+}
+
+/// Renames a corrupt file to `<name>.corrupt-<ms>` and returns the new path.
+pub fn move_aside(path: &Path) -> Result<PathBuf> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".corrupt-{}", crate::clock::epoch_millis()));
+    let aside = PathBuf::from(aside);
+    fs::rename(path, &aside).map_err(|e| FsError::new("moving aside", path, e))?;
+    Ok(aside)
+}
+
+/// Appends one JSON record as one line, in one `write`, under an exclusive advisory lock.
+pub fn append_jsonl<T: Serialize + ?Sized>(path: &Path, record: &T) -> Result<()> {
+    let mut line = serde_json::to_vec(record).map_err(|e| FsError::new("serializing", path, io::Error::other(e)))?;
+    line.push(b'\n');
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir)?;
+    }
+    let mut append = || -> io::Result<()> {
+        let mut f = OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
+        f.lock()?;
+        // A torn line left by a crashed writer must not swallow this record: start on a fresh line.
+        let len = f.metadata()?.len();
+        if len > 0 && !ends_with_newline(path, len)? {
+            line.insert(0, b'\n');
+        }
+        f.write_all(&line)?;
+        f.unlock()
+    };
+    append().map_err(|e| FsError::new("appending to", path, e))
+}
+
+fn ends_with_newline(path: &Path, len: u64) -> io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(len - 1))?;
+    let mut last = [0u8; 1];
+    f.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
+}
+
+/// Reads every parseable record of a JSONL file; torn or foreign lines are skipped.
+pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(FsError::new("reading", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a/b.json");
+        write_json(&p, &serde_json::json!({"x": 1})).unwrap();
+        write_json(&p, &serde_json::json!({"x": 2})).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["x"], 2);
+        let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn corrupt_json_is_moved_aside_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        fs::write(&p, "{not json").unwrap();
+        let got: Option<serde_json::Value> = read_json_or_quarantine(&p).unwrap();
+        assert!(got.is_none());
+        let names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 1);
+        assert!(names[0].starts_with("s.json.corrupt-"), "{names:?}");
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped_and_next_record_starts_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        fs::write(&p, "{\"n\":1}\n{\"n\":").unwrap();
+        append_jsonl(&p, &serde_json::json!({"n": 3})).unwrap();
+        let recs: Vec<serde_json::Value> = read_jsonl(&p).unwrap();
+        assert_eq!(recs, vec![serde_json::json!({"n":1}), serde_json::json!({"n":3})]);
+    }
+}

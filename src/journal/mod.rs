@@ -1,0 +1,57 @@
+//! Append-only JSONL journals. Every record gets `timestamp` (epoch seconds) and
+//! `timestamp_iso`; the write itself is `fsutil::append_jsonl` (one line, one write, locked).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::clock;
+use crate::fsutil::{self, FsError};
+
+/// One JSONL file.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    path: PathBuf,
+}
+
+impl Journal {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Journal { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `record` (a JSON object) stamped with the current time.
+    pub fn append<T: Serialize>(&self, record: &T) -> Result<(), FsError> {
+        let now = clock::epoch();
+        let mut obj = match serde_json::to_value(record) {
+            Ok(Value::Object(m)) => m,
+            Ok(other) => Map::from_iter([("value".to_owned(), other)]),
+            Err(e) => return Err(FsError::new("serializing for", &self.path, std::io::Error::other(e))),
+        };
+        obj.insert("timestamp".into(), now.into());
+        obj.insert("timestamp_iso".into(), clock::iso(now).into());
+        fsutil::append_jsonl(&self.path, &Value::Object(obj))
+    }
+
+    /// Appends, logging instead of failing: a journal that cannot be written must not stop
+    /// the stack it describes.
+    pub fn append_or_warn<T: Serialize>(&self, record: &T) {
+        if let Err(e) = self.append(record) {
+            tracing::warn!(error = %e, "journal write failed");
+        }
+    }
+}
+
+/// A `logs/razar.log` record.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissionEvent<'a> {
+    pub event: &'a str,
+    pub component: &'a str,
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}

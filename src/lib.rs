@@ -1,0 +1,26 @@
+//! razar boots a stack of local services on one host, proves each healthy with probes, and
+//! keeps it healthy, journaling every decision.
+//!
+//! Layers (dependencies point down): `commands` → `sequencer` → `probe` / `supervise` /
+//! `journal` / `state` → `config` / `fsutil` / `clock`. `run` is the whole binary.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exit;
+pub mod fsutil;
+pub mod journal;
+pub mod paths;
+pub mod schema;
+pub mod state;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// Runs razar with `args` (argv including the program name) and returns its exit code.
+pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    ExitCode::from(app::main(args))
+}
