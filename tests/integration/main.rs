@@ -1,1 +1,5 @@
+//! Integration tests: each runs the real `razar` binary against a temporary root.
 
+mod harness;
+
+mod config;
