@@ -14,8 +14,11 @@ pub mod exit;
 pub mod fsutil;
 pub mod journal;
 pub mod paths;
+pub mod probe;
 pub mod schema;
+pub mod sequencer;
 pub mod state;
+pub mod supervise;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

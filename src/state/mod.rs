@@ -1,6 +1,8 @@
 //! The state snapshot `logs/razar_state.json` (DESIGN §5.6): one valid JSON object, replaced
 //! atomically on every change. The dispatcher owns the live copy; `StateStore` only persists.
 
+pub mod lock;
+
 use std::path::PathBuf;
 
 use schemars::JsonSchema;

@@ -1,0 +1,240 @@
+//! Probes (DESIGN §6). `check` runs one bounded attempt of an exec, http, tcp or file probe;
+//! log probes are event-driven and matched by the output drain instead. `policy` turns
+//! results into verdicts and decides when to probe next. Every attempt is bounded by the
+//! probe's timeout.
+
+pub mod policy;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::time::{Instant, timeout};
+
+use crate::config::ProbeKind;
+use crate::supervise::terminate;
+
+/// Longest probe output kept (state, status, failure context).
+pub const MAX_OUTPUT: usize = 2048;
+
+/// The result of one probe attempt.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub ok: bool,
+    /// What the probe saw: command output, HTTP status, connect error…
+    pub output: String,
+    pub duration: Duration,
+}
+
+/// Where an exec probe runs: the component's env and working directory.
+#[derive(Debug, Clone, Default)]
+pub struct ExecContext {
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+}
+
+/// Runs one attempt of `kind`, never longer than `limit` (plus the time to kill an exec
+/// probe's group).
+pub async fn check(kind: &ProbeKind, limit: Duration, http: &reqwest::Client, ctx: &ExecContext) -> Outcome {
+    let started = Instant::now();
+    let (ok, output) = match kind {
+        ProbeKind::Exec(argv) => exec(argv, limit, ctx).await,
+        ProbeKind::Http { url, status, body } => http_get(http, url, *status, body.as_deref(), limit).await,
+        ProbeKind::Tcp(addr) => tcp(addr, limit).await,
+        ProbeKind::File(path) => match timeout(limit, tokio::fs::try_exists(path)).await {
+            Ok(Ok(true)) => (true, format!("{} exists", path.display())),
+            Ok(Ok(false)) => (false, format!("{} does not exist", path.display())),
+            Ok(Err(e)) => (false, format!("{}: {e}", path.display())),
+            Err(_) => (false, format!("timed out after {limit:?}")),
+        },
+        ProbeKind::Log(re) => (false, format!("waiting for a line matching /{}/", re.as_str())),
+    };
+    Outcome { ok, output: truncate(output), duration: started.elapsed() }
+}
+
+fn truncate(mut s: String) -> String {
+    if s.len() > MAX_OUTPUT {
+        let mut cut = s.len() - MAX_OUTPUT;
+        while !s.is_char_boundary(cut) {
+            cut += 1;
+        }
+        s = format!("…{}", &s[cut..]);
+    }
+    s
+}
+
+/// Runs `argv` in its own process group with `ctx`; at `limit` the whole group is killed.
+/// Returns success and the combined output.
+pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(&ctx.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &ctx.working_dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, format!("cannot run {:?}: {e}", argv[0])),
+    };
+    let pgid = child.id().map(|p| p as i32);
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let run = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let (status, _, _) = tokio::join!(child.wait(), stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        out.extend_from_slice(&err);
+        (status, out)
+    };
+    match timeout(limit, run).await {
+        Ok((Ok(status), out)) => {
+            let text = String::from_utf8_lossy(&out).trim().to_owned();
+            let text = if text.is_empty() { status.to_string() } else { format!("{status}: {text}") };
+            (status.success(), text)
+        }
+        Ok((Err(e), _)) => (false, format!("waiting for the probe failed: {e}")),
+        Err(_) => {
+            // The probe and anything it started go, not just the direct child.
+            if let Some(pgid) = pgid {
+                terminate::kill_group(pgid).await;
+            }
+            let _ = child.wait().await;
+            (false, format!("timed out after {limit:?}; process group killed"))
+        }
+    }
+}
+
+async fn http_get(
+    client: &reqwest::Client,
+    url: &str,
+    (lo, hi): (u16, u16),
+    want: Option<&str>,
+    limit: Duration,
+) -> (bool, String) {
+    let request = async {
+        let resp = client.get(url).timeout(limit).send().await?;
+        let status = resp.status().as_u16();
+        let body = if want.is_some() { resp.text().await? } else { String::new() };
+        Ok::<_, reqwest::Error>((status, body))
+    };
+    match timeout(limit, request).await {
+        Err(_) => (false, format!("timed out after {limit:?}")),
+        Ok(Err(e)) => (false, describe_reqwest(&e)),
+        Ok(Ok((status, body))) => {
+            if !(lo..=hi).contains(&status) {
+                (false, format!("HTTP {status} (want {lo}-{hi})"))
+            } else if let Some(w) = want.filter(|w| !body.contains(w)) {
+                (false, format!("HTTP {status} but body lacks {w:?}"))
+            } else {
+                (true, format!("HTTP {status}"))
+            }
+        }
+    }
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut msg = String::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    let lower = msg.to_lowercase();
+    if lower.contains("connection refused") { "connection refused".into() } else { msg }
+}
+
+async fn tcp(addr: &str, limit: Duration) -> (bool, String) {
+    match timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => (true, format!("connected to {addr}")),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => (false, "connection refused".into()),
+        Ok(Err(e)) => (false, e.to_string()),
+        Err(_) => (false, format!("timed out after {limit:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ExecContext {
+        ExecContext::default()
+    }
+
+    #[tokio::test]
+    async fn exec_passes_on_zero_and_keeps_output() {
+        let client = reqwest::Client::new();
+        let o = check(
+            &ProbeKind::Exec(vec!["sh".into(), "-c".into(), "echo hi; exit 0".into()]),
+            Duration::from_secs(5),
+            &client,
+            &ctx(),
+        )
+        .await;
+        assert!(o.ok);
+        assert!(o.output.contains("hi"), "{}", o.output);
+        let o = check(
+            &ProbeKind::Exec(vec!["sh".into(), "-c".into(), "echo nope >&2; exit 3".into()]),
+            Duration::from_secs(5),
+            &client,
+            &ctx(),
+        )
+        .await;
+        assert!(!o.ok);
+        assert!(o.output.contains("nope") && o.output.contains('3'), "{}", o.output);
+    }
+
+    #[tokio::test]
+    async fn exec_timeout_kills_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let client = reqwest::Client::new();
+        let o = check(
+            &ProbeKind::Exec(vec!["sh".into(), "-c".into(), script]),
+            Duration::from_millis(300),
+            &client,
+            &ctx(),
+        )
+        .await;
+        assert!(!o.ok);
+        assert!(o.output.contains("timed out"), "{}", o.output);
+        let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        assert!(!crate::supervise::procfs::alive(pid), "grandchild sleep survived the probe timeout");
+    }
+
+    #[tokio::test]
+    async fn tcp_and_http_report_refusal_and_success() {
+        let client = reqwest::Client::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let ok = check(&ProbeKind::Tcp(addr.to_string()), Duration::from_secs(1), &client, &ctx()).await;
+        assert!(ok.ok, "{}", ok.output);
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy").await;
+            }
+        });
+        let url = format!("http://{addr}/healthz");
+        let o =
+            check(&ProbeKind::Http { url, status: (200, 399), body: None }, Duration::from_secs(2), &client, &ctx())
+                .await;
+        assert!(!o.ok);
+        assert!(o.output.contains("503"), "{}", o.output);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let o = check(&ProbeKind::Tcp(closed.to_string()), Duration::from_secs(1), &client, &ctx()).await;
+        assert_eq!(o.output, "connection refused");
+    }
+}

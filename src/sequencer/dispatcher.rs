@@ -1,0 +1,959 @@
+//! The dispatcher: sole owner of a boot's run state.
+//!
+//! It `select!`s over child events (exit, probe result, log match, stop done), its own timers
+//! (ready deadlines, backoff, dependency timeouts, state flushes) and signals. Component tasks
+//! never touch the state: they send messages tagged with the attempt's generation, and stale
+//! messages from an earlier attempt are dropped. Every decision that is a rule (backoff,
+//! thresholds, stop order) is a pure function from `plan`, `backoff` or `probe::policy`.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::backoff::local_retry_delay;
+use super::history::{History, Run, RunComponent};
+use super::plan::Plan;
+use crate::clock;
+use crate::config::{Command, Component, Condition, Config, Kind, OnFailure, ProbeKind};
+use crate::journal::{Journal, MissionEvent};
+use crate::paths::Paths;
+use crate::probe::policy::{self, Tracker, Verdict};
+use crate::probe::{self, ExecContext};
+use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
+use crate::supervise::child::{self, SpawnSpec};
+use crate::supervise::procfs;
+use crate::supervise::terminate::{self, StopOutcome};
+
+/// The shortest gap between two state-file writes while many components change at once;
+/// phase changes and the final state are written immediately.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Longest a component's `stop` command may run.
+const STOP_COMMAND_LIMIT: Duration = Duration::from_secs(10);
+
+/// Run options from the command line.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub retries: u32,
+    pub keep_going: bool,
+    pub jobs: Option<usize>,
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Every component ended for good; `failed` of them failed.
+    Finished { failed: usize },
+    /// A component failed with `on_failure: halt`; the stack was stopped.
+    Halted,
+    /// SIGINT or SIGTERM; the stack was stopped.
+    Signalled(Signal),
+}
+
+enum Msg {
+    Exited { idx: usize, generation: u64, status: std::io::Result<ExitStatus> },
+    Probe { idx: usize, generation: u64, outcome: probe::Outcome },
+    LogLine { idx: usize, generation: u64, line: Option<String> },
+    Stopped { idx: usize, generation: u64, outcome: StopOutcome },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    ReadyDeadline { idx: usize, generation: u64 },
+    Backoff { idx: usize, generation: u64 },
+    DependencyTimeout { idx: usize, edge: usize },
+    Flush,
+}
+
+/// What to do once a unit's process group is verified gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    Nothing,
+    Retry,
+    Fail,
+}
+
+struct Proc {
+    pid: u32,
+    pgid: i32,
+    start_time: Option<u64>,
+    exit: Option<String>,
+    exited_ok: bool,
+}
+
+struct Unit {
+    cfg: Arc<Component>,
+    status: S,
+    attempts: u32,
+    restarts: u32,
+    generation: u64,
+    proc: Option<Proc>,
+    probe_task: Option<AbortHandle>,
+    tracker: Tracker,
+    first_launch: Option<Instant>,
+    ready_at: Option<String>,
+    ready_seconds: Option<f64>,
+    last_error: Option<String>,
+    last_probe: Option<(bool, String)>,
+    blocked_by: Vec<String>,
+    waiting_for: Option<String>,
+    stopping: bool,
+    after_stop: AfterStop,
+}
+
+pub struct Dispatcher {
+    cfg: Arc<Config>,
+    plan: Plan,
+    paths: Paths,
+    opts: Options,
+    units: Vec<Unit>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    timer_seq: u64,
+    flush_pending: bool,
+    last_flush: Instant,
+    state: StateFile,
+    store: StateStore,
+    mission_log: Journal,
+    http: reqwest::Client,
+    started: Instant,
+    started_epoch: f64,
+    shutdown: Option<End>,
+    kill_now: bool,
+    ready_announced: bool,
+}
+
+impl Dispatcher {
+    /// `state` is the initial snapshot (mission, boot id, handshake …) the run continues.
+    pub fn new(cfg: Arc<Config>, paths: Paths, opts: Options, state: StateFile, http: reqwest::Client) -> Self {
+        let plan = Plan::new(&cfg);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let units = cfg
+            .components
+            .iter()
+            .map(|c| Unit {
+                cfg: Arc::new(c.clone()),
+                status: if c.enabled { S::Pending } else { S::Disabled },
+                attempts: 0,
+                restarts: 0,
+                generation: 0,
+                proc: None,
+                probe_task: None,
+                tracker: Tracker::default(),
+                first_launch: None,
+                ready_at: None,
+                ready_seconds: None,
+                last_error: None,
+                last_probe: None,
+                blocked_by: Vec::new(),
+                waiting_for: None,
+                stopping: false,
+                after_stop: AfterStop::Nothing,
+            })
+            .collect();
+        Dispatcher {
+            store: StateStore::new(paths.state()),
+            mission_log: Journal::new(paths.mission_log()),
+            cfg,
+            plan,
+            paths,
+            opts,
+            units,
+            tx,
+            rx,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            flush_pending: false,
+            last_flush: Instant::now(),
+            state,
+            http,
+            started: Instant::now(),
+            started_epoch: clock::epoch(),
+            shutdown: None,
+            kill_now: false,
+            ready_announced: false,
+        }
+    }
+
+    /// Marks a component as not launched this boot (quarantine, downtime) before `run`.
+    pub fn hold(&mut self, name: &str, status: S, reason: String) {
+        if let Some(u) = self.units.iter_mut().find(|u| u.cfg.name.as_str() == name) {
+            u.status = status;
+            u.last_error = Some(reason);
+        }
+    }
+
+    /// Boots and supervises until every component has ended for good, a halt, or a signal.
+    pub async fn run(mut self) -> std::io::Result<End> {
+        let mut sigint = signal(SignalKind::interrupt())?;
+        let mut sigterm = signal(SignalKind::terminate())?;
+        self.state.phase = Some(Phase::Launching);
+        self.event("boot", "", "launching", None);
+        for (idx, edges) in self.plan.deps.clone().iter().enumerate() {
+            for (e, edge) in edges.iter().enumerate() {
+                if let Some(t) = edge.timeout {
+                    self.add_timer(self.started + t, Timer::DependencyTimeout { idx, edge: e });
+                }
+            }
+        }
+        self.flush();
+        loop {
+            if self.shutdown.is_none() {
+                self.schedule();
+            } else {
+                self.drive_shutdown();
+            }
+            if let Some(end) = self.finished() {
+                self.finish(end);
+                return Ok(end);
+            }
+            let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            tokio::select! {
+                Some(msg) = self.rx.recv() => self.handle(msg),
+                _ = sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))) => self.fire_timers(),
+                _ = sigint.recv() => self.on_signal(Signal::SIGINT),
+                _ = sigterm.recv() => self.on_signal(Signal::SIGTERM),
+            }
+        }
+    }
+
+    // ----- scheduling -------------------------------------------------------------------------
+
+    fn schedule(&mut self) {
+        let settled_below = self.settled_tiers();
+        let mut starting = self.units.iter().filter(|u| u.status == S::Starting).count();
+        for idx in 0..self.units.len() {
+            if self.units[idx].status != S::Pending {
+                continue;
+            }
+            match self.readiness_of_deps(idx, &settled_below) {
+                DepState::Blocked(by) => {
+                    let unit = &mut self.units[idx];
+                    unit.status = S::Blocked;
+                    unit.waiting_for = None;
+                    unit.last_error = Some(format!("blocked: {} did not come up", by.join(", ")));
+                    unit.blocked_by = by;
+                    let details = json!({"blocked_by": unit.blocked_by});
+                    tracing::warn!("{}: blocked by {}", unit.cfg.name, unit.blocked_by.join(", "));
+                    self.event("blocked", &self.name(idx), "blocked", Some(details));
+                }
+                DepState::Waiting(why) => {
+                    if self.units[idx].waiting_for.as_deref() != Some(why.as_str()) {
+                        self.units[idx].waiting_for = Some(why);
+                        self.mark_dirty();
+                    }
+                }
+                DepState::Ready => {
+                    if self.opts.jobs.is_some_and(|j| starting >= j) {
+                        let why = format!("waiting for a free slot (--jobs {})", self.opts.jobs.unwrap_or(0));
+                        self.units[idx].waiting_for = Some(why);
+                        continue;
+                    }
+                    starting += 1;
+                    self.launch(idx);
+                }
+            }
+        }
+        if !self.ready_announced && self.units.iter().all(|u| u.settled()) {
+            self.announce_ready();
+        }
+    }
+
+    /// `settled[k]`: every tier below `k` has settled.
+    fn settled_tiers(&self) -> Vec<bool> {
+        let mut out = Vec::with_capacity(self.plan.tiers.len());
+        let mut all_below = true;
+        for members in &self.plan.tiers {
+            out.push(all_below);
+            all_below &= members.iter().all(|&m| self.units[m].settled());
+        }
+        out
+    }
+
+    fn readiness_of_deps(&self, idx: usize, settled_below: &[bool]) -> DepState {
+        let mut blocked = Vec::new();
+        let mut waiting = Vec::new();
+        for edge in &self.plan.deps[idx] {
+            let dep = &self.units[edge.on];
+            let name = dep.cfg.name.to_string();
+            let satisfied = match edge.condition {
+                Condition::Started => {
+                    dep.attempts > 0 && dep.proc.is_some() || matches!(dep.status, S::Healthy | S::Completed)
+                }
+                Condition::Healthy => matches!(dep.status, S::Healthy | S::Completed),
+                Condition::CompletedSuccessfully => dep.status == S::Completed,
+            };
+            if satisfied {
+                continue;
+            }
+            let dead =
+                matches!(dep.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped)
+                    || (edge.condition == Condition::CompletedSuccessfully
+                        && dep.cfg.kind == Kind::Service
+                        && dep.status == S::Healthy
+                        && dep.proc.as_ref().is_some_and(|p| p.exit.is_some() && !p.exited_ok));
+            if dead {
+                blocked.push(name);
+            } else {
+                let cond = match edge.condition {
+                    Condition::Started => "started",
+                    Condition::Healthy => "healthy",
+                    Condition::CompletedSuccessfully => "completed",
+                };
+                let probe = dep
+                    .cfg
+                    .health_check
+                    .as_ref()
+                    .map(|p| {
+                        let last = dep.last_probe.as_ref().map_or("not probed yet", |(_, o)| o.as_str());
+                        format!(
+                            " ({}: {}, {}/{})",
+                            p.kind,
+                            last,
+                            dep.tracker.attempts,
+                            dep.cfg.health_check.as_ref().map_or(0, |p| p.success_threshold)
+                        )
+                    })
+                    .unwrap_or_default();
+                waiting.push(format!("{name} {cond}{probe}"));
+            }
+        }
+        if !blocked.is_empty() {
+            return DepState::Blocked(blocked);
+        }
+        if let Some(k) = self.plan.tier[idx]
+            && !settled_below[k]
+        {
+            waiting.push(format!("every component with priority < {}", self.cfg.components[idx].priority.unwrap_or(0)));
+        }
+        if waiting.is_empty() {
+            DepState::Ready
+        } else {
+            DepState::Waiting(format!("waiting for {}", waiting.join(", ")))
+        }
+    }
+
+    fn launch(&mut self, idx: usize) {
+        let generation = self.units[idx].generation + 1;
+        let cfg = self.units[idx].cfg.clone();
+        {
+            let u = &mut self.units[idx];
+            u.generation = generation;
+            u.attempts += 1;
+            u.status = S::Starting;
+            u.waiting_for = None;
+            u.tracker = Tracker::default();
+            u.after_stop = AfterStop::Nothing;
+            u.first_launch.get_or_insert_with(Instant::now);
+        }
+        let attempt = self.units[idx].attempts;
+        let (log_tx, log_rx) = oneshot::channel();
+        let log_pattern = match cfg.health_check.as_ref().map(|p| &p.kind) {
+            Some(ProbeKind::Log(re)) => Some((re.clone(), log_tx)),
+            _ => None,
+        };
+        let spec = SpawnSpec {
+            argv: cfg.command.argv(),
+            env: self.component_env(&cfg),
+            working_dir: cfg.working_dir.clone(),
+            log_path: self.paths.component_log(&cfg.name),
+            log_pattern,
+        };
+        tracing::info!("{}: starting (attempt {attempt}): {}", cfg.name, cfg.command);
+        let spawned = match child::spawn(spec) {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(
+                    "launch",
+                    cfg.name.as_str(),
+                    "error",
+                    Some(json!({"attempt": attempt, "error": e.to_string()})),
+                );
+                self.attempt_failed(idx, format!("spawn failed: {e}"));
+                return;
+            }
+        };
+        self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));
+        self.units[idx].proc = Some(Proc {
+            pid: spawned.pid,
+            pgid: spawned.pgid,
+            start_time: spawned.start_time,
+            exit: None,
+            exited_ok: false,
+        });
+        let tx = self.tx.clone();
+        let mut process = spawned.child;
+        tokio::spawn(async move {
+            let status = process.wait().await;
+            let _ = tx.send(Msg::Exited { idx, generation, status });
+        });
+        if let Some(probe) = &cfg.health_check {
+            if matches!(probe.kind, ProbeKind::Log(_)) {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let line = log_rx.await.ok();
+                    let _ = tx.send(Msg::LogLine { idx, generation, line });
+                });
+            } else {
+                self.units[idx].probe_task = Some(self.spawn_probe_loop(idx, generation, &cfg));
+            }
+            let budget = cfg.ready_timeout.unwrap_or_else(|| {
+                policy::default_ready_budget(probe.initial_delay, probe.period, probe.failure_threshold)
+            });
+            self.add_timer(Instant::now() + budget, Timer::ReadyDeadline { idx, generation });
+        } else if let Some(t) = cfg.ready_timeout {
+            self.add_timer(Instant::now() + t, Timer::ReadyDeadline { idx, generation });
+        }
+        self.mark_dirty();
+    }
+
+    fn component_env(&self, cfg: &Component) -> BTreeMap<String, String> {
+        let mut env = cfg.env.clone();
+        env.insert("RAZAR_COMPONENT".into(), cfg.name.to_string());
+        env.insert("RAZAR_ROOT".into(), self.paths.root.display().to_string());
+        env
+    }
+
+    fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component) -> AbortHandle {
+        let probe = cfg.health_check.clone().expect("has a probe");
+        let ctx = ExecContext { env: self.component_env(cfg), working_dir: cfg.working_dir.clone() };
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            sleep(probe.initial_delay).await;
+            let mut attempts = 0;
+            loop {
+                let outcome = probe::check(&probe.kind, probe.timeout, &http, &ctx).await;
+                if tx.send(Msg::Probe { idx, generation, outcome }).is_err() {
+                    return;
+                }
+                sleep(policy::starting_interval(probe.start_interval, probe.period, attempts)).await;
+                attempts += 1;
+            }
+        })
+        .abort_handle()
+    }
+
+    // ----- events -----------------------------------------------------------------------------
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Exited { idx, generation, status } => self.on_exit(idx, generation, status),
+            Msg::Probe { idx, generation, outcome } => self.on_probe(idx, generation, outcome),
+            Msg::LogLine { idx, generation, line } => self.on_log_line(idx, generation, line),
+            Msg::Stopped { idx, generation, outcome } => self.on_stopped(idx, generation, outcome),
+        }
+    }
+
+    fn on_exit(&mut self, idx: usize, generation: u64, status: std::io::Result<ExitStatus>) {
+        if self.units[idx].generation != generation {
+            return;
+        }
+        let (ok, text) = match &status {
+            Ok(s) if s.success() => (true, "exited 0".to_owned()),
+            Ok(s) => (false, describe_exit(s)),
+            Err(e) => (false, format!("wait failed: {e}")),
+        };
+        let name = self.name(idx);
+        let Some(proc) = self.units[idx].proc.as_mut() else { return };
+        proc.exit = Some(text.clone());
+        proc.exited_ok = ok;
+        let pgid = proc.pgid;
+        self.event("exit", &name, if ok { "ok" } else { "error" }, Some(json!({"status": text})));
+        if self.units[idx].stopping {
+            return;
+        }
+        let unit = &self.units[idx];
+        match (unit.status, unit.cfg.kind, ok) {
+            (S::Starting, Kind::Task, true) => self.became_ready(idx),
+            (S::Starting, _, false) => self.attempt_failed(idx, format!("{text} before becoming ready")),
+            // A service that exits 0 while starting is judged by its probe (the seed form:
+            // a command that prints and exits, checked by a separate health command).
+            (S::Starting, Kind::Service, true) => {}
+            (S::Healthy, _, true) => {
+                tracing::info!("{name}: completed ({text})");
+                self.units[idx].status = S::Completed;
+                self.event("complete", &name, "ok", None);
+            }
+            (S::Healthy, _, false) => {
+                tracing::warn!("{name}: {text} after becoming ready");
+                self.units[idx].status = S::Failed;
+                self.units[idx].last_error = Some(format!("{text} after becoming ready"));
+                self.event("failure", &name, "exited", Some(json!({"status": text})));
+            }
+            _ => {}
+        }
+        // The group ends with its main process: stragglers it left behind are stopped.
+        if procfs::group_exists(pgid) && self.units[idx].proc.is_some() && !self.units[idx].stopping {
+            self.stop_unit(idx, AfterStop::Nothing);
+        } else if !self.units[idx].stopping {
+            self.units[idx].proc = None;
+        }
+        self.mark_dirty();
+    }
+
+    fn on_probe(&mut self, idx: usize, generation: u64, outcome: probe::Outcome) {
+        let unit = &mut self.units[idx];
+        if unit.generation != generation || unit.status != S::Starting {
+            return;
+        }
+        let probe = unit.cfg.health_check.as_ref().expect("probe results come from a probe");
+        unit.last_probe = Some((outcome.ok, outcome.output.clone()));
+        // While starting, failures only count towards progress: the ready deadline decides.
+        let verdict = unit.tracker.observe(outcome.ok, probe.success_threshold, u32::MAX);
+        self.mark_dirty();
+        if verdict == Verdict::Pass {
+            self.became_ready(idx);
+        }
+    }
+
+    fn on_log_line(&mut self, idx: usize, generation: u64, line: Option<String>) {
+        let unit = &mut self.units[idx];
+        if unit.generation != generation || unit.status != S::Starting {
+            return;
+        }
+        match line {
+            Some(line) => {
+                unit.tracker.observe(true, 1, u32::MAX);
+                unit.last_probe = Some((true, line));
+                self.became_ready(idx);
+            }
+            None => {
+                let pattern = match unit.cfg.health_check.as_ref().map(|p| &p.kind) {
+                    Some(ProbeKind::Log(re)) => re.as_str().to_owned(),
+                    _ => String::new(),
+                };
+                let why = format!("output ended without a line matching /{pattern}/");
+                unit.last_probe = Some((false, why.clone()));
+                self.attempt_failed(idx, why);
+            }
+        }
+    }
+
+    fn became_ready(&mut self, idx: usize) {
+        let name = self.name(idx);
+        let unit = &mut self.units[idx];
+        if let Some(task) = unit.probe_task.take() {
+            task.abort();
+        }
+        let secs = unit.first_launch.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        let now = clock::epoch();
+        unit.ready_at = Some(clock::iso(now));
+        unit.ready_seconds = Some(secs);
+        let exited = unit.proc.as_ref().and_then(|p| p.exit.as_ref().map(|_| p.exited_ok));
+        unit.status = match (unit.cfg.kind, exited) {
+            (Kind::Task, _) | (_, Some(true)) => S::Completed,
+            _ => S::Healthy,
+        };
+        let status = unit.status;
+        if exited.is_some() && !self.units[idx].stopping {
+            self.units[idx].proc = None;
+        }
+        tracing::info!("{name}: {} after {secs:.2}s (attempt {})", status.as_str(), self.units[idx].attempts);
+        self.event(
+            "ready",
+            &name,
+            status.as_str(),
+            Some(json!({"seconds": secs, "attempt": self.units[idx].attempts})),
+        );
+        self.mark_dirty();
+    }
+
+    fn attempt_failed(&mut self, idx: usize, reason: String) {
+        let name = self.name(idx);
+        let attempts = self.units[idx].attempts;
+        let retry = attempts <= self.opts.retries && self.shutdown.is_none();
+        let unit = &mut self.units[idx];
+        if let Some(task) = unit.probe_task.take() {
+            task.abort();
+        }
+        unit.last_error = Some(reason.clone());
+        unit.status = if retry { S::Backoff } else { S::Unhealthy };
+        tracing::warn!("{name}: attempt {attempts} failed: {reason}");
+        self.event("failure", &name, "attempt_failed", Some(json!({"attempt": attempts, "error": reason})));
+        let after = if retry { AfterStop::Retry } else { AfterStop::Fail };
+        if self.units[idx].proc.is_some() {
+            self.stop_unit(idx, after);
+        } else {
+            self.after_stopped(idx, after);
+        }
+        self.mark_dirty();
+    }
+
+    fn after_stopped(&mut self, idx: usize, after: AfterStop) {
+        match after {
+            AfterStop::Nothing => {}
+            AfterStop::Retry if self.shutdown.is_none() => {
+                let delay = local_retry_delay(self.units[idx].attempts);
+                let generation = self.units[idx].generation;
+                self.units[idx].status = S::Backoff;
+                tracing::info!("{}: retrying in {}s", self.name(idx), delay.as_secs());
+                self.event(
+                    "retry",
+                    &self.name(idx),
+                    "backoff",
+                    Some(json!({"delay_seconds": delay.as_secs_f64(), "next_attempt": self.units[idx].attempts + 1})),
+                );
+                self.add_timer(Instant::now() + delay, Timer::Backoff { idx, generation });
+            }
+            AfterStop::Retry => self.units[idx].status = S::Stopped,
+            AfterStop::Fail => self.final_failure(idx),
+        }
+    }
+
+    fn final_failure(&mut self, idx: usize) {
+        let name = self.name(idx);
+        self.units[idx].status = S::Failed;
+        let error = self.units[idx].last_error.clone().unwrap_or_default();
+        tracing::error!("{name}: failed after {} attempts: {error}", self.units[idx].attempts);
+        self.event("failure", &name, "failed", Some(json!({"attempts": self.units[idx].attempts, "error": error})));
+        let halt = !self.opts.keep_going && self.cfg.on_failure == OnFailure::Halt;
+        if halt && self.shutdown.is_none() {
+            tracing::error!("boot halted: {name} failed; stopping the stack");
+            self.begin_shutdown(End::Halted);
+        }
+        self.mark_dirty();
+    }
+
+    fn on_stopped(&mut self, idx: usize, generation: u64, outcome: StopOutcome) {
+        if self.units[idx].generation != generation {
+            return;
+        }
+        let name = self.name(idx);
+        let unit = &mut self.units[idx];
+        unit.stopping = false;
+        unit.proc = None;
+        let after = std::mem::replace(&mut unit.after_stop, AfterStop::Nothing);
+        if outcome == StopOutcome::Stuck {
+            tracing::error!("{name}: processes remain in its group after SIGKILL");
+        }
+        self.event("stop", &name, stop_word(outcome), None);
+        if self.shutdown.is_some() && after != AfterStop::Fail {
+            let unit = &mut self.units[idx];
+            if matches!(unit.status, S::Healthy | S::Starting | S::Backoff | S::Unhealthy) {
+                unit.status = S::Stopped;
+            }
+        } else {
+            self.after_stopped(idx, after);
+        }
+        self.mark_dirty();
+    }
+
+    fn stop_unit(&mut self, idx: usize, after: AfterStop) {
+        let unit = &mut self.units[idx];
+        let Some(proc) = unit.proc.as_ref() else { return };
+        unit.stopping = true;
+        unit.after_stop = after;
+        let pgid = proc.pgid;
+        let generation = unit.generation;
+        let cfg = unit.cfg.clone();
+        let grace = if self.kill_now { Duration::ZERO } else { cfg.shutdown.grace };
+        // Only a deliberate stop of a running component runs its `stop` command.
+        let stop_cmd = if proc.exit.is_none() && after == AfterStop::Nothing { cfg.stop.clone() } else { None };
+        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: cfg.working_dir.clone() };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            if let Some(cmd) = stop_cmd {
+                run_stop_command(&cmd, &ctx, grace.min(STOP_COMMAND_LIMIT)).await;
+            }
+            let outcome = terminate::stop_group(pgid, cfg.shutdown.signal, grace).await;
+            let _ = tx.send(Msg::Stopped { idx, generation, outcome });
+        });
+    }
+
+    // ----- timers -----------------------------------------------------------------------------
+
+    fn add_timer(&mut self, at: Instant, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse((at, self.timer_seq, timer)));
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, _, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::Flush => {
+                    self.flush_pending = false;
+                    self.flush();
+                }
+                Timer::ReadyDeadline { idx, generation } => {
+                    let u = &self.units[idx];
+                    if u.generation == generation && u.status == S::Starting {
+                        let last = u.last_probe.as_ref().map(|(_, o)| format!("; last probe: {o}")).unwrap_or_default();
+                        self.attempt_failed(idx, format!("not ready within its ready timeout{last}"));
+                    }
+                }
+                Timer::Backoff { idx, generation } => {
+                    let u = &self.units[idx];
+                    if u.generation == generation && u.status == S::Backoff && self.shutdown.is_none() {
+                        self.units[idx].status = S::Pending;
+                    }
+                }
+                Timer::DependencyTimeout { idx, edge } => {
+                    let e = &self.plan.deps[idx][edge];
+                    if self.units[idx].status == S::Pending && self.shutdown.is_none() {
+                        let dep = self.units[e.on].cfg.name.clone();
+                        let waited = e.timeout.unwrap_or_default();
+                        let satisfied = match e.condition {
+                            Condition::Started => self.units[e.on].attempts > 0,
+                            Condition::Healthy => matches!(self.units[e.on].status, S::Healthy | S::Completed),
+                            Condition::CompletedSuccessfully => self.units[e.on].status == S::Completed,
+                        };
+                        if !satisfied {
+                            self.units[idx].last_error =
+                                Some(format!("{dep} did not reach {:?} within {waited:?}", e.condition));
+                            self.final_failure(idx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // ----- shutdown ---------------------------------------------------------------------------
+
+    fn on_signal(&mut self, sig: Signal) {
+        if self.shutdown.is_some() {
+            if !self.kill_now {
+                tracing::warn!("second {sig}: killing every component now");
+                self.kill_now = true;
+                for u in &self.units {
+                    if let Some(p) = &u.proc {
+                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(p.pgid), Signal::SIGKILL);
+                    }
+                }
+            }
+            return;
+        }
+        tracing::warn!("{sig} received: stopping the stack in reverse dependency order");
+        self.begin_shutdown(End::Signalled(sig));
+    }
+
+    fn begin_shutdown(&mut self, end: End) {
+        self.shutdown = Some(end);
+        self.state.phase = Some(Phase::Stopping);
+        for u in &mut self.units {
+            if let Some(t) = u.probe_task.take() {
+                t.abort();
+            }
+            if matches!(u.status, S::Backoff) {
+                u.status = S::Stopped;
+            }
+            u.waiting_for = None;
+        }
+        self.event("boot", "", "stopping", Some(json!({"reason": end_word(end)})));
+        self.flush();
+    }
+
+    fn drive_shutdown(&mut self) {
+        let running = |u: &Unit| u.proc.is_some();
+        let mut per_tier = vec![0usize; self.plan.tiers.len()];
+        for (i, u) in self.units.iter().enumerate() {
+            if let (Some(k), true) = (self.plan.tier[i], running(u)) {
+                per_tier[k] += 1;
+            }
+        }
+        let stoppable: Vec<usize> = (0..self.units.len())
+            .filter(|&i| running(&self.units[i]) && !self.units[i].stopping)
+            .filter(|&i| self.plan.may_stop(i, |j| running(&self.units[j]), &per_tier))
+            .collect();
+        for idx in stoppable {
+            tracing::info!("{}: stopping", self.name(idx));
+            self.stop_unit(idx, AfterStop::Nothing);
+        }
+    }
+
+    fn finished(&self) -> Option<End> {
+        if self.units.iter().any(|u| u.proc.is_some() || u.stopping) {
+            return None;
+        }
+        if let Some(end) = self.shutdown {
+            return Some(end);
+        }
+        if self.units.iter().all(|u| u.settled()) {
+            let failed = self.units.iter().filter(|u| u.status == S::Failed).count();
+            return Some(End::Finished { failed });
+        }
+        None
+    }
+
+    fn finish(&mut self, end: End) {
+        if !self.ready_announced {
+            self.record_history();
+        }
+        self.state.phase = Some(match end {
+            End::Halted => Phase::Halted,
+            _ => Phase::Stopped,
+        });
+        self.event("boot", "", end_word(end), None);
+        self.flush();
+    }
+
+    fn announce_ready(&mut self) {
+        self.ready_announced = true;
+        self.state.phase = Some(Phase::Ready);
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for u in &self.units {
+            *counts.entry(u.status.as_str()).or_default() += 1;
+        }
+        let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let secs = self.started.elapsed().as_secs_f64();
+        eprintln!("razar: {} components in {secs:.2}s: {}", self.units.len(), summary.join(", "));
+        eprintln!("RAZAR ready.");
+        self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
+        self.record_history();
+        self.flush();
+    }
+
+    fn record_history(&mut self) {
+        let comps: Vec<RunComponent> = self
+            .units
+            .iter()
+            .filter(|u| u.attempts > 0 || u.status == S::Blocked)
+            .map(|u| RunComponent {
+                name: u.cfg.name.to_string(),
+                attempts: u.attempts,
+                success: matches!(u.status, S::Healthy | S::Completed),
+                ready_seconds: u.ready_seconds,
+            })
+            .collect();
+        let mut run = Run::new(self.started_epoch, comps, self.started.elapsed().as_secs_f64());
+        run.mission = self.state.mission.clone();
+        run.boot_id = self.state.boot_id.clone();
+        let path = self.paths.boot_history();
+        let result = History::load(&path).and_then(|mut h| {
+            h.record(run);
+            h.save(&path)
+        });
+        if let Err(e) = result {
+            tracing::warn!("cannot record the boot history: {e}");
+        }
+    }
+
+    // ----- state ------------------------------------------------------------------------------
+
+    fn name(&self, idx: usize) -> String {
+        self.units[idx].cfg.name.to_string()
+    }
+
+    fn event(&mut self, event: &str, component: &str, status: &str, details: Option<serde_json::Value>) {
+        self.mission_log.append_or_warn(&MissionEvent { event, component, status, details: details.clone() });
+        self.state.events.push(state::Event {
+            timestamp: clock::epoch(),
+            event: event.to_owned(),
+            component: (!component.is_empty()).then(|| component.to_owned()),
+            status: status.to_owned(),
+            details,
+        });
+        let excess = self.state.events.len().saturating_sub(state::MAX_EVENTS);
+        self.state.events.drain(..excess);
+        if !component.is_empty() {
+            self.state.last_component = Some(component.to_owned());
+        }
+        self.mark_dirty();
+    }
+
+    fn mark_dirty(&mut self) {
+        if !self.flush_pending {
+            self.flush_pending = true;
+            let at = (self.last_flush + FLUSH_EVERY).max(Instant::now());
+            self.add_timer(at, Timer::Flush);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        self.state.components = self.units.iter().map(Unit::snapshot).collect();
+        self.state.quarantine =
+            self.units.iter().filter(|u| u.status == S::Quarantined).map(|u| u.cfg.name.to_string()).collect();
+        if let Err(e) = self.store.save(&self.state) {
+            tracing::error!("cannot write the state file: {e}");
+        }
+    }
+}
+
+enum DepState {
+    Ready,
+    Waiting(String),
+    Blocked(Vec<String>),
+}
+
+impl Unit {
+    /// No further launch will happen in this boot without outside help.
+    fn settled(&self) -> bool {
+        !matches!(self.status, S::Pending | S::Starting | S::Backoff | S::Unhealthy)
+    }
+
+    fn snapshot(&self) -> ComponentState {
+        ComponentState {
+            id: self.cfg.name.to_string(),
+            state: self.status,
+            pid: self.proc.as_ref().map(|p| p.pid),
+            pgid: self.proc.as_ref().map(|p| p.pgid),
+            start_time: self.proc.as_ref().and_then(|p| p.start_time),
+            attempts: self.attempts,
+            restarts: self.restarts,
+            ready_at: self.ready_at.clone(),
+            ready_seconds: self.ready_seconds,
+            last_error: self.last_error.clone(),
+            probe: self.cfg.health_check.as_ref().map(|p| ProbeState {
+                kind: p.kind.name().to_owned(),
+                last_result: self.last_probe.as_ref().map(|(ok, _)| if *ok { "pass" } else { "fail" }.to_owned()),
+                last_output: self.last_probe.as_ref().map(|(_, o)| o.clone()),
+            }),
+            blocked_by: self.blocked_by.clone(),
+            waiting_for: self.waiting_for.clone(),
+        }
+    }
+}
+
+fn describe_exit(status: &ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => {
+            let name = Signal::try_from(sig).map(|s| s.as_str().to_owned()).unwrap_or_else(|_| sig.to_string());
+            format!("killed by {name}")
+        }
+        _ => status.to_string(),
+    }
+}
+
+fn stop_word(outcome: StopOutcome) -> &'static str {
+    match outcome {
+        StopOutcome::AlreadyGone => "gone",
+        StopOutcome::Exited => "exited",
+        StopOutcome::Killed => "killed",
+        StopOutcome::Stuck => "stuck",
+    }
+}
+
+fn end_word(end: End) -> &'static str {
+    match end {
+        End::Finished { .. } => "finished",
+        End::Halted => "halted",
+        End::Signalled(Signal::SIGINT) => "interrupted",
+        End::Signalled(_) => "terminated",
+    }
+}
+
+/// Runs a component's `stop` command in its own group, bounded by `limit`.
+async fn run_stop_command(cmd: &Command, ctx: &ExecContext, limit: Duration) {
+    let (ok, output) = probe::exec(&cmd.argv(), limit.max(Duration::from_millis(100)), ctx).await;
+    if !ok {
+        tracing::warn!("stop command `{cmd}` failed: {output}");
+    }
+}

@@ -1,0 +1,132 @@
+//! A component's combined stdout+stderr: appended to `logs/components/<name>.log`, rotated by
+//! size, and scanned line by line for the log probe's regex.
+//!
+//! The drain reads in large chunks and writes straight to the file, so a child writing
+//! 100 MB/s is never blocked on a full pipe for long; lines are only assembled while a log
+//! probe still waits for its match.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+/// Rotate when the log passes this size.
+pub const ROTATE_BYTES: u64 = 10 * 1024 * 1024;
+/// Rotated files kept (`<name>.log.1` … `.3`).
+pub const KEEP: usize = 3;
+/// Longest line the log probe assembles; longer lines are matched in pieces.
+const MAX_LINE: usize = 64 * 1024;
+
+/// A size-rotated append-only log file.
+pub struct RotatingLog {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    limit: u64,
+}
+
+impl RotatingLog {
+    pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingLog { path: path.to_path_buf(), file, size, limit })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.limit {
+            self.rotate()?;
+        }
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let name = |n: usize| {
+            let mut s = self.path.as_os_str().to_owned();
+            s.push(format!(".{n}"));
+            PathBuf::from(s)
+        };
+        for n in (1..KEEP).rev() {
+            let _ = std::fs::rename(name(n), name(n + 1));
+        }
+        std::fs::rename(&self.path, name(1))?;
+        self.file = OpenOptions::new().append(true).create(true).mode(0o644).open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// Reads `pipe` until EOF into `log`; sends the first line matching `pattern` on `matched`.
+pub async fn drain(
+    mut pipe: tokio::net::unix::pipe::Receiver,
+    mut log: RotatingLog,
+    mut pattern: Option<(Regex, oneshot::Sender<String>)>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Err(e) = log.write(&buf[..n]) {
+            tracing::warn!(path = %log.path.display(), error = %e, "component log write failed");
+        }
+        if pattern.is_some() {
+            for &b in &buf[..n] {
+                if b == b'\n' || line.len() >= MAX_LINE {
+                    if let Some(hit) = check_line(&line, &mut pattern) {
+                        if let Some((_, tx)) = pattern.take() {
+                            let _ = tx.send(hit);
+                        }
+                        line.clear();
+                        break;
+                    }
+                    line.clear();
+                } else {
+                    line.push(b);
+                }
+            }
+        }
+    }
+    // A last line without a newline still counts.
+    if let Some(hit) = check_line(&line, &mut pattern)
+        && let Some((_, tx)) = pattern.take()
+    {
+        let _ = tx.send(hit);
+    }
+}
+
+fn check_line(line: &[u8], pattern: &mut Option<(Regex, oneshot::Sender<String>)>) -> Option<String> {
+    let (re, _) = pattern.as_ref()?;
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    re.is_match(text).then(|| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_three() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.log");
+        let mut log = RotatingLog::open(&p, 10).unwrap();
+        for i in 0..6 {
+            log.write(format!("line{i}-xx\n").as_bytes()).unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "line5-xx\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("c.log.1")).unwrap(), "line4-xx\n");
+        assert!(dir.path().join("c.log.3").exists());
+        assert!(!dir.path().join("c.log.4").exists());
+    }
+}

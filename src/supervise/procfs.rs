@@ -1,0 +1,53 @@
+//! What `/proc` says about a process: its start time (so a recycled PID is never mistaken for
+//! ours) and whether a process group still has members.
+
+use nix::errno::Errno;
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+/// Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and ')': fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Process group of `pid` (`/proc/<pid>/stat` field 5).
+pub fn pgid(pid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// True while process `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
+    !matches!(state, None | Some('Z') | Some('X'))
+}
+
+/// True while process group `pgid` has a member (zombies count until reaped).
+pub fn group_exists(pgid: i32) -> bool {
+    pgid > 1 && !matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
+}
+
+/// True while `pid` is alive and started at `start_time`: the same process, not a PID reuse.
+pub fn same_process(pid: u32, start: u64) -> bool {
+    alive(pid) && start_time(pid) == Some(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        assert!(alive(me));
+        assert!(same_process(me, start_time(me).unwrap()));
+        assert!(!same_process(me, start_time(me).unwrap() + 1));
+        assert!(group_exists(pgid(me).unwrap()));
+    }
+}
