@@ -15,7 +15,7 @@ use crate::paths::Paths;
 use crate::sequencer::dispatcher::{Dispatcher, End, Options};
 use crate::state::lock::BootLock;
 use crate::state::{Phase, StateFile, StateStore};
-use crate::supervise::leftovers;
+use crate::supervise::{leftovers, reaper};
 
 pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
@@ -25,6 +25,11 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
     }
     let _lock = BootLock::acquire(paths)?;
     raise_open_files_limit();
+    // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
+    if let Err(e) = reaper::become_subreaper() {
+        tracing::warn!("cannot become child subreaper ({e}); daemonizing processes may outlive razar");
+    }
+    reaper::spawn_reaper_task().map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
 
     let store = StateStore::new(paths.state());
     let previous = store.load()?;

@@ -14,7 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, timeout};
 
 use crate::config::ProbeKind;
-use crate::supervise::terminate;
+use crate::supervise::{reaper, terminate};
 
 /// Longest probe output kept (state, status, failure context).
 pub const MAX_OUTPUT: usize = 2048;
@@ -79,7 +79,7 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
     if let Some(dir) = &ctx.working_dir {
         cmd.current_dir(dir);
     }
-    let mut child = match cmd.spawn() {
+    let mut child = match crate::supervise::reaper::spawn(&mut cmd) {
         Ok(c) => c,
         Err(e) => return (false, format!("cannot run {:?}: {e}", argv[0])),
     };
@@ -89,7 +89,8 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
     let run = async {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let (status, _, _) = tokio::join!(child.wait(), stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        let (status, _, _) =
+            tokio::join!(reaper::wait(&mut child), stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
         out.extend_from_slice(&err);
         (status, out)
     };
@@ -105,7 +106,7 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
             if let Some(pgid) = pgid {
                 terminate::kill_group(pgid).await;
             }
-            let _ = child.wait().await;
+            let _ = reaper::wait(&mut child).await;
             (false, format!("timed out after {limit:?}; process group killed"))
         }
     }

@@ -30,8 +30,8 @@ use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
 use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
-use crate::supervise::procfs;
 use crate::supervise::terminate::{self, StopOutcome};
+use crate::supervise::{procfs, reaper};
 
 /// The shortest gap between two state-file writes while many components change at once;
 /// phase changes and the final state are written immediately.
@@ -81,12 +81,13 @@ enum AfterStop {
     Fail,
 }
 
+/// A launched process group that has not been verified gone yet.
 struct Proc {
     pid: u32,
     pgid: i32,
     start_time: Option<u64>,
-    exit: Option<String>,
-    exited_ok: bool,
+    /// The main process has exited (stragglers may remain in the group).
+    exited: bool,
 }
 
 struct Unit {
@@ -96,6 +97,8 @@ struct Unit {
     restarts: u32,
     generation: u64,
     proc: Option<Proc>,
+    /// How the current attempt's main process ended: success, and a description.
+    exit: Option<(bool, String)>,
     probe_task: Option<AbortHandle>,
     tracker: Tracker,
     first_launch: Option<Instant>,
@@ -147,6 +150,7 @@ impl Dispatcher {
                 restarts: 0,
                 generation: 0,
                 proc: None,
+                exit: None,
                 probe_task: None,
                 tracker: Tracker::default(),
                 first_launch: None,
@@ -213,6 +217,7 @@ impl Dispatcher {
                 self.drive_shutdown();
             }
             if let Some(end) = self.finished() {
+                stop_orphans().await;
                 self.finish(end);
                 return Ok(end);
             }
@@ -296,11 +301,7 @@ impl Dispatcher {
                 continue;
             }
             let dead =
-                matches!(dep.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped)
-                    || (edge.condition == Condition::CompletedSuccessfully
-                        && dep.cfg.kind == Kind::Service
-                        && dep.status == S::Healthy
-                        && dep.proc.as_ref().is_some_and(|p| p.exit.is_some() && !p.exited_ok));
+                matches!(dep.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped);
             if dead {
                 blocked.push(name);
             } else {
@@ -353,6 +354,7 @@ impl Dispatcher {
             u.waiting_for = None;
             u.tracker = Tracker::default();
             u.after_stop = AfterStop::Nothing;
+            u.exit = None;
             u.first_launch.get_or_insert_with(Instant::now);
         }
         let attempt = self.units[idx].attempts;
@@ -383,17 +385,12 @@ impl Dispatcher {
             }
         };
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));
-        self.units[idx].proc = Some(Proc {
-            pid: spawned.pid,
-            pgid: spawned.pgid,
-            start_time: spawned.start_time,
-            exit: None,
-            exited_ok: false,
-        });
+        self.units[idx].proc =
+            Some(Proc { pid: spawned.pid, pgid: spawned.pgid, start_time: spawned.start_time, exited: false });
         let tx = self.tx.clone();
         let mut process = spawned.child;
         tokio::spawn(async move {
-            let status = process.wait().await;
+            let status = reaper::wait(&mut process).await;
             let _ = tx.send(Msg::Exited { idx, generation, status });
         });
         if let Some(probe) = &cfg.health_check {
@@ -465,9 +462,9 @@ impl Dispatcher {
         };
         let name = self.name(idx);
         let Some(proc) = self.units[idx].proc.as_mut() else { return };
-        proc.exit = Some(text.clone());
-        proc.exited_ok = ok;
+        proc.exited = true;
         let pgid = proc.pgid;
+        self.units[idx].exit = Some((ok, text.clone()));
         self.event("exit", &name, if ok { "ok" } else { "error" }, Some(json!({"status": text})));
         if self.units[idx].stopping {
             return;
@@ -549,15 +546,12 @@ impl Dispatcher {
         let now = clock::epoch();
         unit.ready_at = Some(clock::iso(now));
         unit.ready_seconds = Some(secs);
-        let exited = unit.proc.as_ref().and_then(|p| p.exit.as_ref().map(|_| p.exited_ok));
+        let exited = unit.exit.as_ref().map(|(ok, _)| *ok);
         unit.status = match (unit.cfg.kind, exited) {
             (Kind::Task, _) | (_, Some(true)) => S::Completed,
             _ => S::Healthy,
         };
         let status = unit.status;
-        if exited.is_some() && !self.units[idx].stopping {
-            self.units[idx].proc = None;
-        }
         tracing::info!("{name}: {} after {secs:.2}s (attempt {})", status.as_str(), self.units[idx].attempts);
         self.event(
             "ready",
@@ -658,7 +652,7 @@ impl Dispatcher {
         let cfg = unit.cfg.clone();
         let grace = if self.kill_now { Duration::ZERO } else { cfg.shutdown.grace };
         // Only a deliberate stop of a running component runs its `stop` command.
-        let stop_cmd = if proc.exit.is_none() && after == AfterStop::Nothing { cfg.stop.clone() } else { None };
+        let stop_cmd = if !proc.exited && after == AfterStop::Nothing { cfg.stop.clone() } else { None };
         let ctx = ExecContext { env: self.component_env(&cfg), working_dir: cfg.working_dir.clone() };
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -947,6 +941,34 @@ fn end_word(end: End) -> &'static str {
         End::Halted => "halted",
         End::Signalled(Signal::SIGINT) => "interrupted",
         End::Signalled(_) => "terminated",
+    }
+}
+
+/// Stops processes that daemonized out of their component's group and were re-parented to
+/// razar: SIGTERM, up to 2 s, then SIGKILL. Nothing razar started outlives it.
+async fn stop_orphans() {
+    let orphans: Vec<u32> = reaper::orphans().into_iter().filter(|&p| procfs::alive(p)).collect();
+    if orphans.is_empty() {
+        return;
+    }
+    tracing::warn!("stopping {} process(es) that daemonized out of their component: {orphans:?}", orphans.len());
+    let signal_all = |sig: Signal| {
+        for &pid in &orphans {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        }
+    };
+    signal_all(Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while orphans.iter().any(|&p| procfs::alive(p)) && Instant::now() < deadline {
+        sleep(Duration::from_millis(10)).await;
+    }
+    signal_all(Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while reaper::reap_orphans() < orphans.len()
+        && orphans.iter().any(|&p| procfs::alive(p))
+        && Instant::now() < deadline
+    {
+        sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -65,7 +65,8 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    let child = cmd.spawn().map_err(|source| SpawnError::Exec { program: spec.argv[0].clone(), source })?;
+    let child =
+        super::reaper::spawn(&mut cmd).map_err(|source| SpawnError::Exec { program: spec.argv[0].clone(), source })?;
     // `cmd` holds the parent's copies of the write ends: drop them so EOF arrives when the
     // child (and anything it forked) is gone.
     drop(cmd);

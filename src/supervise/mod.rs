@@ -5,4 +5,5 @@ pub mod child;
 pub mod leftovers;
 pub mod output;
 pub mod procfs;
+pub mod reaper;
 pub mod terminate;

@@ -141,6 +141,13 @@ impl Razar {
             .collect()
     }
 
+    /// The state file's `phase`, once the file exists.
+    pub fn phase(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.path("logs/razar_state.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v["phase"].as_str().map(str::to_owned)
+    }
+
     /// The state file's entry for `component`.
     pub fn component_state(&self, component: &str) -> Value {
         let state = self.json("logs/razar_state.json");

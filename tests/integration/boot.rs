@@ -1,0 +1,303 @@
+//! `razar boot` through the real binary: ordering, parallelism, retries, halting, blocking,
+//! bad input, signals and the root lock.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Razar, group_alive, wait_until};
+
+fn seeds() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream-fixtures/abzu")
+}
+
+/// Mission-log records of `event` for `component`.
+fn events(r: &Razar, event: &str, component: &str) -> Vec<Value> {
+    r.jsonl("logs/razar.log").into_iter().filter(|e| e["event"] == event && e["component"] == component).collect()
+}
+
+fn ts(e: &Value) -> f64 {
+    e["timestamp"].as_f64().unwrap()
+}
+
+fn first_ts(r: &Razar, event: &str, component: &str) -> f64 {
+    let all = events(r, event, component);
+    assert!(!all.is_empty(), "no {event} event for {component}");
+    ts(&all[0])
+}
+
+/// Every pid razar launched, from the mission log.
+fn launched_pids(r: &Razar) -> Vec<i32> {
+    r.jsonl("logs/razar.log")
+        .iter()
+        .filter(|e| e["event"] == "launch" && e["status"] == "start")
+        .map(|e| e["details"]["pid"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+#[test]
+fn seed_boot_config_boots_and_exits_when_everything_completed() {
+    let r = Razar::new();
+    r.write("config/boot_config.json", &std::fs::read_to_string(seeds().join("razar/boot_config.json")).unwrap());
+    let out = r.run(&["boot"]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("RAZAR ready."), "{}", out.stderr);
+    for name in ["basic_service", "complex_service"] {
+        let c = r.component_state(name);
+        assert_eq!(c["state"], "completed", "{c}");
+        assert_eq!(c["attempts"], 1);
+        assert!(r.read(&format!("logs/components/{name}.log")).contains("service running"));
+    }
+    let state = r.json("logs/razar_state.json");
+    assert_eq!(state["phase"], "stopped");
+    let history = r.json("logs/razar_boot_history.json");
+    assert_eq!(history["history"][0]["success_rate"], 1.0);
+    assert_eq!(history["best_sequence"]["components"], json!(["basic_service", "complex_service"]));
+}
+
+#[test]
+fn seed_yaml_boots_in_priority_order() {
+    let r = Razar::new();
+    r.write("config/razar_config.yaml", &std::fs::read_to_string(seeds().join("config/razar_config.yaml")).unwrap());
+    r.run(&["boot", "--config", "config/razar_config.yaml"]).expect_code(0);
+    let tiers: &[&[&str]] = &[
+        &["memory_store"],
+        &["chat_gateway", "crown_llm", "vision_adapter"],
+        &["audio_device"],
+        &["avatar"],
+        &["video"],
+    ];
+    for pair in tiers.windows(2) {
+        let lower_ready = pair[0].iter().map(|c| first_ts(&r, "ready", c)).fold(f64::MIN, f64::max);
+        for c in pair[1] {
+            assert!(first_ts(&r, "launch", c) >= lower_ready, "{c} launched before tier {:?} was ready", pair[0]);
+        }
+    }
+    for c in ["memory_store", "video"] {
+        assert_eq!(r.component_state(c)["state"], "completed");
+    }
+}
+
+#[test]
+fn a_three_level_dag_starts_level_by_level_with_siblings_in_parallel() {
+    let r = Razar::new();
+    // Each component needs ~300 ms to become ready, so siblings started one after another
+    // could not both launch before the first is ready.
+    let svc = |name: &str, deps: Value| {
+        json!({"name": name, "command": "sleep 0.3; echo up; exec sleep 30", "depends_on": deps,
+               "health_check": {"log": "^up$"}})
+    };
+    r.config(json!({"components": [
+        svc("a1", json!([])), svc("a2", json!([])),
+        svc("b1", json!(["a1", "a2"])), svc("b2", json!(["a1", "a2"])),
+        svc("c1", json!(["b1", "b2"])), svc("c2", json!(["b1", "b2"])),
+        {"name": "done", "kind": "task", "command": "true", "depends_on": ["c1", "c2"]}
+    ]}));
+    let mut child = r.spawn(&["boot"]);
+    wait_until("the stack to be ready", Duration::from_secs(30), || {
+        (r.jsonl("logs/razar.log").iter().any(|e| e["event"] == "boot" && e["status"] == "ready")).then_some(())
+    });
+    for (level, prev) in [(["b1", "b2"], ["a1", "a2"]), (["c1", "c2"], ["b1", "b2"])] {
+        let prev_ready = prev.iter().map(|c| first_ts(&r, "ready", c)).fold(f64::MIN, f64::max);
+        for c in level {
+            assert!(first_ts(&r, "launch", c) >= prev_ready, "{c} started before {prev:?} were ready");
+        }
+    }
+    for pair in [["a1", "a2"], ["b1", "b2"], ["c1", "c2"]] {
+        let first_ready = pair.iter().map(|c| first_ts(&r, "ready", c)).fold(f64::MAX, f64::min);
+        for c in pair {
+            assert!(first_ts(&r, "launch", c) < first_ready, "siblings {pair:?} did not start in parallel");
+        }
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+}
+
+#[test]
+fn a_probe_that_never_passes_is_retried_with_backoff_then_halts_the_boot() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "db", "command": "exec sleep 60", "health_check": {"tcp": "127.0.0.1:1", "period": "100ms"}, "ready_timeout": "300ms"},
+        {"name": "steady", "command": "exec sleep 60", "health_check": {"file": "/"}},
+        {"name": "api", "command": "exec sleep 60", "depends_on": ["db"], "health_check": {"file": "/"}}
+    ]}));
+    let out = r.run(&["boot", "--retries", "2"]);
+    out.expect_code(1);
+    let launches = events(&r, "launch", "db");
+    assert_eq!(launches.len(), 3, "--retries 2 means 3 attempts");
+    let delays: Vec<f64> =
+        events(&r, "retry", "db").iter().map(|e| e["details"]["delay_seconds"].as_f64().unwrap()).collect();
+    assert_eq!(delays, vec![1.0, 2.0], "backoff min(2^(n-1), 60) s");
+    // Attempt n+1 starts no earlier than the ready timeout plus the backoff after attempt n.
+    for (n, pair) in launches.windows(2).enumerate() {
+        assert!(ts(&pair[1]) - ts(&pair[0]) >= 0.3 + delays[n] - 0.05, "attempts {n} and {} too close", n + 1);
+    }
+    assert_eq!(r.component_state("db")["state"], "failed");
+    assert!(r.component_state("db")["last_error"].as_str().unwrap().contains("connection refused"));
+    assert_eq!(r.json("logs/razar_state.json")["phase"], "halted");
+    assert!(events(&r, "launch", "api").is_empty(), "a dependent of the failed component started");
+    for pid in launched_pids(&r) {
+        assert!(!group_alive(pid), "process group {pid} outlived the halted boot");
+    }
+    let history = r.json("logs/razar_boot_history.json");
+    assert_eq!(history["component_failures"]["db"], 1);
+}
+
+#[test]
+fn keep_going_blocks_only_the_dependents() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "broken", "kind": "task", "command": "echo boom >&2; exit 3"},
+        {"name": "needs-broken", "kind": "task", "command": "true", "depends_on": ["broken"]},
+        {"name": "transitive", "kind": "task", "command": "true", "depends_on": ["needs-broken"]},
+        {"name": "independent", "kind": "task", "command": "true"}
+    ]}));
+    let out = r.run(&["boot", "--retries", "0", "--keep-going"]);
+    out.expect_code(1);
+    assert_eq!(r.component_state("broken")["state"], "failed");
+    assert!(r.component_state("broken")["last_error"].as_str().unwrap().contains("exited with status 3"));
+    assert_eq!(r.component_state("needs-broken")["state"], "blocked");
+    assert_eq!(r.component_state("needs-broken")["blocked_by"], json!(["broken"]));
+    assert_eq!(r.component_state("transitive")["state"], "blocked");
+    assert_eq!(r.component_state("transitive")["blocked_by"], json!(["needs-broken"]));
+    assert_eq!(r.component_state("independent")["state"], "completed");
+    assert!(r.read("logs/components/broken.log").contains("boom"));
+}
+
+#[test]
+fn bad_configs_exit_2_naming_file_and_field_and_leave_logs_untouched() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("boot_config.json", "{\"components\": [", "malformed JSON"),
+        ("boot_config.yaml", "components:\n  - name: [unclosed", "malformed YAML"),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x", "helth_check": ["true"]}]}"#,
+            "components[0].helth_check: unknown field",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x", "kind": "service"}]}"#,
+            "components[0].health_check: a `kind: service` needs a probe",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x", "depends_on": ["ghost"]}]}"#,
+            "components[0].depends_on[0]: unknown component `ghost`",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x", "depends_on": ["b"]}, {"name": "b", "command": "x", "depends_on": ["a"]}]}"#,
+            "dependency cycle: ",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x", "ready_timeout": "soon"}]}"#,
+            "components[0].ready_timeout: bad duration",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a", "command": "x"}, {"name": "a", "command": "y"}]}"#,
+            "components[1].name: duplicate name `a`",
+        ),
+        (
+            "boot_config.json",
+            r#"{"components": [{"name": "a/b", "command": "x"}]}"#,
+            "components[0].name: \"a/b\" is not a valid component name",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let r = Razar::new();
+        r.write("logs/razar_state.json", "{\"phase\": \"stopped\"}\n");
+        r.write("logs/razar.log", "{\"event\": \"earlier\"}\n");
+        r.write(&format!("config/{file}"), text);
+        let before = r.snapshot("logs");
+        let out = r.run(&["boot", "--config", &format!("config/{file}")]);
+        out.expect_code(2);
+        assert!(out.stderr.contains(&format!("config/{file}")), "{file}: message must name the file:\n{}", out.stderr);
+        assert!(out.stderr.contains(want), "{file}: expected {want:?} in:\n{}", out.stderr);
+        assert_eq!(r.snapshot("logs"), before, "{want}: files under logs/ changed");
+        assert!(!r.path(".razar/boot.lock").exists() || !r.path("logs/components").exists());
+    }
+}
+
+#[test]
+fn sigterm_during_boot_stops_every_group_and_kills_a_term_ignorer() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "stubborn", "command": "trap '' TERM; echo started; while :; do sleep 0.1; done",
+         "health_check": {"log": "^started$"}, "shutdown": {"grace": "500ms"}},
+        {"name": "forked", "command": "sleep 60 & sleep 60 & echo up; wait", "health_check": {"log": "^up$"}},
+        {"name": "never-ready", "command": "exec sleep 60", "depends_on": ["stubborn"],
+         "health_check": {"tcp": "127.0.0.1:1"}, "ready_timeout": "60s"}
+    ]}));
+    let mut child = r.spawn(&["boot"]);
+    // Still booting: never-ready is starting and will not be ready for a minute.
+    wait_until("never-ready to start", Duration::from_secs(20), || {
+        (!events(&r, "launch", "never-ready").is_empty()).then_some(())
+    });
+    let pids = launched_pids(&r);
+    assert_eq!(pids.len(), 3);
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert!(sent.elapsed() < Duration::from_millis(500 + 1000 + 500), "shutdown took {:?}", sent.elapsed());
+    assert_eq!(status.code(), Some(143));
+    for pid in pids {
+        assert!(!group_alive(pid), "process group {pid} survived razar");
+    }
+    let stops: Vec<Value> = events(&r, "stop", "stubborn");
+    assert_eq!(stops[0]["status"], "killed", "the TERM-ignoring component needed SIGKILL");
+    assert_eq!(r.json("logs/razar_state.json")["phase"], "stopped");
+}
+
+#[test]
+fn sigint_after_ready_stops_in_reverse_dependency_order() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "db", "command": "echo ready; exec sleep 60", "health_check": {"log": "ready"}},
+        {"name": "api", "command": "echo ready; exec sleep 60", "depends_on": ["db"], "health_check": {"log": "ready"}},
+        {"name": "web", "command": "echo ready; exec sleep 60", "depends_on": ["api"], "health_check": {"log": "ready"},
+         "stop": "echo web-stop-hook > web.stopped"}
+    ]}));
+    let mut child = r.spawn(&["boot"]);
+    wait_until("RAZAR ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let stop = |c: &str| first_ts(&r, "stop", c);
+    assert!(stop("web") <= stop("api") && stop("api") <= stop("db"), "stop order web → api → db");
+    assert_eq!(r.read("web.stopped").trim(), "web-stop-hook", "the stop command ran");
+    for c in ["db", "api", "web"] {
+        assert_eq!(r.component_state(c)["state"], "stopped");
+    }
+}
+
+#[test]
+fn a_second_boot_on_the_same_root_names_the_lock_holder() {
+    let r = Razar::new();
+    r.config(json!({"components": [{"name": "svc", "command": "echo ready; exec sleep 60", "health_check": {"log": "ready"}}]}));
+    let mut first = r.spawn(&["boot"]);
+    wait_until("the first boot to be ready", Duration::from_secs(20), || {
+        (r.phase().as_deref() == Some("ready")).then_some(())
+    });
+    let out = r.run(&["boot"]);
+    out.expect_code(4);
+    assert!(out.stderr.contains(&format!("pid {}", first.id())), "{}", out.stderr);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    first.wait().unwrap();
+}
+
+#[test]
+fn a_chatty_component_never_stalls_and_its_log_rotates() {
+    let r = Razar::new();
+    // ~40 MB as fast as the pipe takes it; the task only completes if razar keeps draining.
+    r.config(json!({"components": [
+        {"name": "chatty", "kind": "task", "command": ["python3", "-c", "import sys\nb = b'x' * 65535 + b'\\n'\nfor _ in range(640): sys.stdout.buffer.write(b)\n"]}
+    ]}));
+    r.run(&["boot"]).expect_code(0);
+    let main = std::fs::metadata(r.path("logs/components/chatty.log")).unwrap().len();
+    assert!(main <= 10 * 1024 * 1024, "log not rotated: {main} bytes");
+    assert!(r.path("logs/components/chatty.log.1").exists());
+    assert!(r.path("logs/components/chatty.log.3").exists());
+    assert!(!r.path("logs/components/chatty.log.4").exists());
+}
