@@ -15,6 +15,15 @@ pub enum Error {
     Locked { pid: String, path: std::path::PathBuf },
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Crown(#[from] crate::crown::HandshakeError),
+    #[error(
+        "required crown capabilit{} missing: {}; the crown reported: [{}]",
+        if missing.len() == 1 { "y" } else { "ies" },
+        missing.join(", "),
+        offered.join(", ")
+    )]
+    CapabilityMissing { missing: Vec<String>, offered: Vec<String> },
     /// A command that has already reported its outcome and only needs its exit code.
     #[error("")]
     Exit(u8),
@@ -26,6 +35,8 @@ impl Error {
             Error::Config(_) | Error::Usage(_) => exit::CONFIG,
             Error::Locked { .. } => exit::LOCKED,
             Error::Fs(_) | Error::Internal(_) => exit::INTERNAL,
+            Error::Crown(e) => e.exit_code(),
+            Error::CapabilityMissing { .. } => exit::CAPABILITY_MISSING,
             Error::Exit(code) => *code,
         }
     }

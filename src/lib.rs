@@ -4,17 +4,23 @@
 //! Layers (dependencies point down): `commands` → `sequencer` → `probe` / `supervise` /
 //! `journal` / `state` → `config` / `fsutil` / `clock`. `run` is the whole binary.
 
+pub mod alerts;
+pub mod analyze;
 pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod crown;
 pub mod error;
 pub mod exit;
 pub mod fsutil;
 pub mod journal;
+pub mod layers;
+pub mod metrics;
 pub mod paths;
 pub mod probe;
+pub mod quarantine;
 pub mod schema;
 pub mod sequencer;
 pub mod state;

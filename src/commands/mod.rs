@@ -1,6 +1,11 @@
 //! One module per subcommand: glue between flags, config and the layers below. No domain
 //! rules live here.
 
+pub mod analyze;
 pub mod boot;
+pub mod completions;
+pub mod handshake;
+pub mod man;
+pub mod quarantine;
 pub mod schema;
 pub mod validate;

@@ -370,6 +370,7 @@ fn resolve_components(
                             name: n,
                             condition: edge.condition.unwrap_or(Condition::Healthy),
                             timeout: edge.timeout.map(|d| d.0),
+                            restart: edge.restart.unwrap_or(false),
                         });
                     }
                 }
@@ -463,7 +464,7 @@ fn resolve_command(spec: &CommandSpec, path: &str, diags: &mut Diags) -> Option<
 fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &mut Diags) -> Option<Probe> {
     let p = match spec {
         ProbeSpec::Argv(argv) => raw::RawProbe { exec: Some(argv.clone()), ..Default::default() },
-        ProbeSpec::Object(p) => p.clone(),
+        ProbeSpec::Object(p) => (**p).clone(),
     };
     let kinds = [
         ("exec", p.exec.is_some()),

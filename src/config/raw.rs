@@ -208,7 +208,7 @@ pub enum CommandSpec {
 #[derive(Debug, Clone)]
 pub enum ProbeSpec {
     Argv(Vec<String>),
-    Object(RawProbe),
+    Object(Box<RawProbe>),
 }
 
 /// `depends_on`: list of names or map name → edge.
@@ -224,6 +224,8 @@ pub struct RawEdge {
     pub condition: Option<Condition>,
     /// How long to wait for the condition before the dependent fails.
     pub timeout: Option<DurationSpec>,
+    /// Restart this dependent whenever the dependency comes back from a restart.
+    pub restart: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema, serde::Serialize)]
@@ -281,7 +283,8 @@ impl<'de> Deserialize<'de> for ProbeSpec {
                 StringsVisitor.visit_seq(seq).map(ProbeSpec::Argv)
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ProbeSpec, A::Error> {
-                RawProbe::deserialize(de::value::MapAccessDeserializer::new(map)).map(ProbeSpec::Object)
+                RawProbe::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|p| ProbeSpec::Object(Box::new(p)))
             }
         }
         d.deserialize_any(V)

@@ -152,6 +152,8 @@ pub struct Dependency {
     pub condition: Condition,
     /// How long the dependent waits for the condition; `None`: as long as it takes.
     pub timeout: Option<Duration>,
+    /// Restart the dependent when the dependency comes back from a restart.
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -19,11 +19,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::backoff::local_retry_delay;
+use super::backoff::{Jitter, RestartDecision, local_retry_delay, restart_decision};
 use super::history::{History, Run, RunComponent};
 use super::plan::Plan;
 use crate::clock;
-use crate::config::{Command, Component, Condition, Config, Kind, OnFailure, ProbeKind};
+use crate::config::{Command, Component, Condition, Config, Kind, OnFailure, ProbeKind, RestartPolicy};
 use crate::journal::{Journal, MissionEvent};
 use crate::paths::Paths;
 use crate::probe::policy::{self, Tracker, Verdict};
@@ -63,6 +63,7 @@ enum Msg {
     Probe { idx: usize, generation: u64, outcome: probe::Outcome },
     LogLine { idx: usize, generation: u64, line: Option<String> },
     Stopped { idx: usize, generation: u64, outcome: StopOutcome },
+    Liveness { idx: usize, generation: u64, outcome: probe::Outcome },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,8 +78,14 @@ enum Timer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterStop {
     Nothing,
+    /// Local retry during boot, after `min(2^(n-1), 60)` s.
     Retry,
+    /// The last local attempt failed.
     Fail,
+    /// Supervised restart after this delay.
+    Restart(Duration),
+    /// Restart budget exhausted: the component is quarantined.
+    Quarantine,
 }
 
 /// A launched process group that has not been verified gone yet.
@@ -110,6 +117,16 @@ struct Unit {
     waiting_for: Option<String>,
     stopping: bool,
     after_stop: AfterStop,
+    /// Became ready at least once: failures now go through the restart policy.
+    ever_ready: bool,
+    /// A supervised restart is under way (cleared when ready again).
+    restarting: bool,
+    /// Monotonic times (seconds since boot start) of supervised restarts, for the budget.
+    restart_times: Vec<f64>,
+    liveness_task: Option<AbortHandle>,
+    liveness: Tracker,
+    /// Dependencies (condition healthy) that are restarting right now.
+    dependency_restarting: Vec<String>,
 }
 
 pub struct Dispatcher {
@@ -133,6 +150,7 @@ pub struct Dispatcher {
     shutdown: Option<End>,
     kill_now: bool,
     ready_announced: bool,
+    jitter: Jitter,
 }
 
 impl Dispatcher {
@@ -162,6 +180,12 @@ impl Dispatcher {
                 waiting_for: None,
                 stopping: false,
                 after_stop: AfterStop::Nothing,
+                ever_ready: false,
+                restarting: false,
+                restart_times: Vec::new(),
+                liveness_task: None,
+                liveness: Tracker::default(),
+                dependency_restarting: Vec::new(),
             })
             .collect();
         Dispatcher {
@@ -185,6 +209,7 @@ impl Dispatcher {
             shutdown: None,
             kill_now: false,
             ready_announced: false,
+            jitter: Jitter::new(clock::epoch_millis() as u64 ^ u64::from(std::process::id()) << 32),
         }
     }
 
@@ -349,7 +374,9 @@ impl Dispatcher {
         {
             let u = &mut self.units[idx];
             u.generation = generation;
-            u.attempts += 1;
+            if !u.ever_ready {
+                u.attempts += 1;
+            }
             u.status = S::Starting;
             u.waiting_for = None;
             u.tracker = Tracker::default();
@@ -448,6 +475,7 @@ impl Dispatcher {
             Msg::Probe { idx, generation, outcome } => self.on_probe(idx, generation, outcome),
             Msg::LogLine { idx, generation, line } => self.on_log_line(idx, generation, line),
             Msg::Stopped { idx, generation, outcome } => self.on_stopped(idx, generation, outcome),
+            Msg::Liveness { idx, generation, outcome } => self.on_liveness(idx, generation, outcome),
         }
     }
 
@@ -476,17 +504,7 @@ impl Dispatcher {
             // A service that exits 0 while starting is judged by its probe (the seed form:
             // a command that prints and exits, checked by a separate health command).
             (S::Starting, Kind::Service, true) => {}
-            (S::Healthy, _, true) => {
-                tracing::info!("{name}: completed ({text})");
-                self.units[idx].status = S::Completed;
-                self.event("complete", &name, "ok", None);
-            }
-            (S::Healthy, _, false) => {
-                tracing::warn!("{name}: {text} after becoming ready");
-                self.units[idx].status = S::Failed;
-                self.units[idx].last_error = Some(format!("{text} after becoming ready"));
-                self.event("failure", &name, "exited", Some(json!({"status": text})));
-            }
+            (S::Healthy, _, _) => self.supervised_exit(idx, ok, text),
             _ => {}
         }
         // The group ends with its main process: stragglers it left behind are stopped.
@@ -552,6 +570,17 @@ impl Dispatcher {
             _ => S::Healthy,
         };
         let status = unit.status;
+        let was_restarting = std::mem::replace(&mut self.units[idx].restarting, false);
+        self.units[idx].ever_ready = true;
+        if status == S::Healthy {
+            self.start_liveness(idx);
+        }
+        for &d in &self.plan.dependents[idx].clone() {
+            self.units[d].dependency_restarting.retain(|n| *n != name);
+        }
+        if was_restarting {
+            self.restart_edge_dependents(idx);
+        }
         tracing::info!("{name}: {} after {secs:.2}s (attempt {})", status.as_str(), self.units[idx].attempts);
         self.event(
             "ready",
@@ -563,6 +592,11 @@ impl Dispatcher {
     }
 
     fn attempt_failed(&mut self, idx: usize, reason: String) {
+        if self.units[idx].ever_ready {
+            // A restarted component that fails to come back is one more supervised failure.
+            self.restart(idx, "not ready after restart", reason);
+            return;
+        }
         let name = self.name(idx);
         let attempts = self.units[idx].attempts;
         let retry = attempts <= self.opts.retries && self.shutdown.is_none();
@@ -601,6 +635,13 @@ impl Dispatcher {
             }
             AfterStop::Retry => self.units[idx].status = S::Stopped,
             AfterStop::Fail => self.final_failure(idx),
+            AfterStop::Restart(delay) if self.shutdown.is_none() => {
+                let generation = self.units[idx].generation;
+                self.units[idx].status = S::Backoff;
+                self.add_timer(Instant::now() + delay, Timer::Backoff { idx, generation });
+            }
+            AfterStop::Restart(_) => self.units[idx].status = S::Stopped,
+            AfterStop::Quarantine => self.units[idx].status = S::Quarantined,
         }
     }
 
@@ -631,7 +672,7 @@ impl Dispatcher {
             tracing::error!("{name}: processes remain in its group after SIGKILL");
         }
         self.event("stop", &name, stop_word(outcome), None);
-        if self.shutdown.is_some() && after != AfterStop::Fail {
+        if self.shutdown.is_some() && !matches!(after, AfterStop::Fail | AfterStop::Quarantine) {
             let unit = &mut self.units[idx];
             if matches!(unit.status, S::Healthy | S::Starting | S::Backoff | S::Unhealthy) {
                 unit.status = S::Stopped;
@@ -662,6 +703,155 @@ impl Dispatcher {
             let outcome = terminate::stop_group(pgid, cfg.shutdown.signal, grace).await;
             let _ = tx.send(Msg::Stopped { idx, generation, outcome });
         });
+    }
+
+    // ----- supervision ------------------------------------------------------------------------
+
+    /// A ready component's main process exited: apply its restart policy.
+    fn supervised_exit(&mut self, idx: usize, ok: bool, text: String) {
+        let name = self.name(idx);
+        let policy = self.units[idx].cfg.restart.policy;
+        let restart = match policy {
+            RestartPolicy::Never => false,
+            RestartPolicy::OnFailure => !ok,
+            RestartPolicy::Always => true,
+        };
+        if restart {
+            self.restart(idx, if ok { "exited" } else { "crashed" }, format!("{text} after becoming ready"));
+        } else if ok {
+            tracing::info!("{name}: completed ({text})");
+            self.stop_liveness(idx);
+            self.units[idx].status = S::Completed;
+            self.event("complete", &name, "ok", None);
+        } else {
+            tracing::warn!("{name}: {text} after becoming ready; restart policy never");
+            self.stop_liveness(idx);
+            self.units[idx].status = S::Failed;
+            self.units[idx].last_error = Some(format!("{text} after becoming ready"));
+            self.event("failure", &name, "exited", Some(json!({"status": text})));
+        }
+    }
+
+    /// Restarts a supervised component with backoff, or quarantines it when its budget is spent.
+    fn restart(&mut self, idx: usize, reason: &str, error: String) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let name = self.name(idx);
+        self.stop_liveness(idx);
+        if let Some(t) = self.units[idx].probe_task.take() {
+            t.abort();
+        }
+        self.units[idx].last_error = Some(error.clone());
+        let now = self.started.elapsed().as_secs_f64();
+        let random = self.jitter.sample();
+        let after = match restart_decision(&self.units[idx].cfg.restart, &self.units[idx].restart_times, now, random) {
+            RestartDecision::Restart(delay) => {
+                let unit = &mut self.units[idx];
+                unit.restarts += 1;
+                unit.restart_times.push(now);
+                let window = unit.cfg.restart.window.as_secs_f64();
+                unit.restart_times.retain(|&t| now - t < window);
+                unit.restarting = true;
+                unit.status = S::Backoff;
+                let restarts = unit.restarts;
+                tracing::warn!("{name}: {error}; restarting in {:.2}s (restart {restarts})", delay.as_secs_f64());
+                self.event(
+                    "restart",
+                    &name,
+                    "backoff",
+                    Some(json!({"reason": reason, "error": error, "delay_seconds": delay.as_secs_f64(), "restart": restarts})),
+                );
+                for &d in &self.plan.dependents[idx].clone() {
+                    let waits_healthy =
+                        self.plan.deps[d].iter().any(|e| e.on == idx && e.condition == Condition::Healthy);
+                    if waits_healthy && !self.units[d].dependency_restarting.contains(&name) {
+                        self.units[d].dependency_restarting.push(name.clone());
+                    }
+                }
+                AfterStop::Restart(delay)
+            }
+            RestartDecision::BudgetExhausted => {
+                let max = self.units[idx].cfg.restart.max_restarts;
+                let window = self.units[idx].cfg.restart.window;
+                let why = format!("restart budget exhausted ({max} restarts within {window:?}); last error: {error}");
+                tracing::error!("{name}: {why}; quarantining");
+                self.units[idx].last_error = Some(why.clone());
+                self.event("quarantine", &name, "budget_exhausted", Some(json!({"error": error, "max_restarts": max})));
+                AfterStop::Quarantine
+            }
+        };
+        if self.units[idx].proc.is_some() {
+            self.stop_unit(idx, after);
+        } else {
+            self.after_stopped(idx, after);
+        }
+        self.mark_dirty();
+    }
+
+    /// Dependents whose edge asks for it are restarted once their dependency is back.
+    fn restart_edge_dependents(&mut self, idx: usize) {
+        let name = self.name(idx);
+        for d in self.plan.dependents[idx].clone() {
+            let wants = self.plan.deps[d].iter().any(|e| e.on == idx && e.restart);
+            if wants && self.units[d].status == S::Healthy {
+                self.restart(d, "dependency restarted", format!("{name} restarted"));
+            }
+        }
+    }
+
+    fn start_liveness(&mut self, idx: usize) {
+        let cfg = self.units[idx].cfg.clone();
+        let Some(probe) = cfg.liveness.clone() else { return };
+        let generation = self.units[idx].generation;
+        self.units[idx].liveness = Tracker::default();
+        if let ProbeKind::Log(_) = probe.kind {
+            // A log line proves a start, not continued life: nothing to poll.
+            return;
+        }
+        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: cfg.working_dir.clone() };
+        let http = self.http.clone();
+        let tx = self.tx.clone();
+        let task = tokio::spawn(async move {
+            sleep(probe.initial_delay).await;
+            loop {
+                sleep(probe.period).await;
+                let outcome = probe::check(&probe.kind, probe.timeout, &http, &ctx).await;
+                if tx.send(Msg::Liveness { idx, generation, outcome }).is_err() {
+                    return;
+                }
+            }
+        });
+        self.units[idx].liveness_task = Some(task.abort_handle());
+    }
+
+    fn stop_liveness(&mut self, idx: usize) {
+        if let Some(t) = self.units[idx].liveness_task.take() {
+            t.abort();
+        }
+    }
+
+    fn on_liveness(&mut self, idx: usize, generation: u64, outcome: probe::Outcome) {
+        let unit = &mut self.units[idx];
+        if unit.generation != generation || unit.status != S::Healthy {
+            return;
+        }
+        let probe = unit.cfg.liveness.as_ref().expect("liveness results come from a liveness probe");
+        let verdict = unit.liveness.observe(outcome.ok, probe.success_threshold, probe.failure_threshold);
+        let failures = unit.liveness.failures;
+        unit.last_probe = Some((outcome.ok, outcome.output.clone()));
+        self.mark_dirty();
+        if verdict == Verdict::Fail {
+            let name = self.name(idx);
+            let error = format!("liveness probe failed {failures} times: {}", outcome.output);
+            self.event(
+                "probe",
+                &name,
+                "liveness_failed",
+                Some(json!({"output": outcome.output, "failures": failures})),
+            );
+            self.restart(idx, "liveness", error);
+        }
     }
 
     // ----- timers -----------------------------------------------------------------------------
@@ -740,7 +930,7 @@ impl Dispatcher {
         self.shutdown = Some(end);
         self.state.phase = Some(Phase::Stopping);
         for u in &mut self.units {
-            if let Some(t) = u.probe_task.take() {
+            for t in [u.probe_task.take(), u.liveness_task.take()].into_iter().flatten() {
                 t.abort();
             }
             if matches!(u.status, S::Backoff) {
@@ -909,6 +1099,7 @@ impl Unit {
                 last_output: self.last_probe.as_ref().map(|(_, o)| o.clone()),
             }),
             blocked_by: self.blocked_by.clone(),
+            dependency_restarting: self.dependency_restarting.clone(),
             waiting_for: self.waiting_for.clone(),
         }
     }

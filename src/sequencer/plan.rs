@@ -9,6 +9,8 @@ pub struct Edge {
     pub on: usize,
     pub condition: Condition,
     pub timeout: Option<std::time::Duration>,
+    /// Restart the dependent when this dependency comes back from a restart.
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ impl Plan {
         for (i, c) in cfg.components.iter().enumerate() {
             for d in &c.depends_on {
                 let on = index(d.name.as_str()).expect("validated dependency");
-                deps[i].push(Edge { on, condition: d.condition, timeout: d.timeout });
+                deps[i].push(Edge { on, condition: d.condition, timeout: d.timeout, restart: d.restart });
                 dependents[on].push(i);
             }
         }

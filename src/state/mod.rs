@@ -133,6 +133,9 @@ pub struct ComponentState {
     pub probe: Option<ProbeState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_by: Vec<String>,
+    /// Dependencies (condition `healthy`) that are restarting right now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependency_restarting: Vec<String>,
     /// What the component is waiting for, while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,

@@ -2,5 +2,9 @@
 
 mod harness;
 
+mod analyze;
 mod boot;
 mod config;
+mod crown;
+mod layers;
+mod quarantine;

@@ -1,0 +1,244 @@
+//! `razar quarantine list | show C | add C --reason R | release C [--note N]`: the quarantine
+//! ledger from the command line. The ledger's rules live in `crate::quarantine`.
+//!
+//! Exit codes: 0 done; 2 for an invalid or unknown component name, a component that is not
+//! quarantined (`show`, `release`) or already is (`add`), or an explicit `--config` that does
+//! not load; 70 when a file cannot be read or written.
+
+use std::path::Path;
+
+use crate::cli::{QuarantineAddArgs, QuarantineArgs, QuarantineCommand, QuarantineReleaseArgs, QuarantineShowArgs};
+use crate::clock;
+use crate::config::{self, ComponentName, ProcessEnv};
+use crate::error::{Error, Result};
+use crate::exit;
+use crate::paths::Paths;
+use crate::quarantine::{Entry, Ledger, LedgerError, Source};
+
+/// A ledger change that a running boot must act on: stop an added component, start a
+/// released one.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Added(Entry),
+    Released(Entry),
+}
+
+pub async fn run(paths: &Paths, args: QuarantineArgs) -> Result<u8> {
+    let ledger = Ledger::new(paths);
+    let change = match args.command {
+        QuarantineCommand::List(a) => return list(&ledger, a.json),
+        QuarantineCommand::Show(a) => return show(&ledger, &a),
+        QuarantineCommand::Add(a) => add(paths, &ledger, &a)?,
+        QuarantineCommand::Release(a) => release(&ledger, &a)?,
+    };
+    // The ledger is changed and durable here; a running boot is told after this point.
+    report(&change);
+    Ok(exit::SUCCESS)
+}
+
+fn component_name(name: &str) -> Result<ComponentName> {
+    ComponentName::new(name).map_err(Error::Usage)
+}
+
+fn list(ledger: &Ledger, json: bool) -> Result<u8> {
+    let entries = ledger.list()?;
+    if json {
+        print_json(&entries)?;
+        return Ok(exit::SUCCESS);
+    }
+    if entries.is_empty() {
+        println!("no component is quarantined");
+        return Ok(exit::SUCCESS);
+    }
+    let rows: Vec<[String; 4]> = entries
+        .iter()
+        .map(|e| [e.name.to_string(), quarantined_at(e), e.attempts.to_string(), one_line(&e.reason, 100)])
+        .collect();
+    let header = ["COMPONENT", "QUARANTINED AT (UTC)", "ATTEMPTS", "REASON"].map(String::from);
+    let widths: Vec<usize> =
+        (0..3).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    for row in [&header].into_iter().chain(&rows) {
+        println!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn show(ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
+    let name = component_name(&args.component)?;
+    let Some(entry) = ledger.get(&name)? else {
+        return Err(Error::Usage(format!("`{name}` is not quarantined (see `razar quarantine list`)")));
+    };
+    if args.json {
+        print_json(&entry)?;
+        return Ok(exit::SUCCESS);
+    }
+    println!("component:       {}", entry.name);
+    println!("quarantined at:  {} UTC", quarantined_at(&entry));
+    println!("source:          {}", entry.source.as_str());
+    println!("attempts:        {}", entry.attempts);
+    println!("reason:          {}", entry.reason.trim_end().replace('\n', "\n                 "));
+    let patches = if entry.patches_applied.is_empty() { "none".to_owned() } else { entry.patches_applied.join(", ") };
+    println!("patches applied: {patches}");
+    if let Some(command) = &entry.command {
+        let shown = match command {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        println!("command:         {shown}");
+    }
+    if let Some(kind) = &entry.kind {
+        println!("kind:            {kind}");
+    }
+    if !entry.depends_on.is_empty() {
+        println!("depends on:      {}", entry.depends_on.join(", "));
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn add(paths: &Paths, ledger: &Ledger, args: &QuarantineAddArgs) -> Result<Change> {
+    let name = component_name(&args.component)?;
+    let reason = args.reason.trim();
+    if reason.is_empty() {
+        return Err(Error::Usage("--reason must say why the component is quarantined".into()));
+    }
+    let component = configured_component(paths, &name, args.config.as_deref())?;
+    if let Some(existing) = ledger.get(&name)? {
+        return Err(Error::Usage(format!(
+            "`{name}` is already quarantined (since {} UTC: {}); release it first to replace the entry",
+            quarantined_at(&existing),
+            one_line(&existing.reason, 100)
+        )));
+    }
+    let entry = match &component {
+        Some(c) => Entry::for_component(c, reason, Source::Operator),
+        None => Entry::new(name, reason, Source::Operator),
+    };
+    ledger.add(&entry)?;
+    Ok(Change::Added(entry))
+}
+
+/// The component `name` in the config, so the entry records its summary. With no loadable
+/// default config there is nothing to check against: any valid name is accepted, with a
+/// warning. An explicit `--config` must load.
+fn configured_component(
+    paths: &Paths,
+    name: &ComponentName,
+    explicit: Option<&Path>,
+) -> Result<Option<config::Component>> {
+    let file = explicit.map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
+    let cfg = match config::load(&file, &paths.root, &ProcessEnv) {
+        Ok(cfg) => cfg,
+        Err(invalid) if explicit.is_some() => return Err(invalid.into()),
+        Err(invalid) => {
+            let why = if file.exists() {
+                format!("it does not load ({} problem(s); see `razar validate`)", invalid.0.len())
+            } else {
+                "it does not exist".to_owned()
+            };
+            tracing::warn!(
+                "cannot check that `{name}` is a component: no usable config at {} ({why}); quarantining it anyway",
+                file.display()
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(c) = cfg.component(name.as_str()) {
+        return Ok(Some(c.clone()));
+    }
+    let names: Vec<&str> = cfg.components.iter().map(|c| c.name.as_str()).collect();
+    let hint = config::load::did_you_mean(name.as_str(), names.iter().copied())
+        .map(|s| format!("; did you mean `{s}`?"))
+        .unwrap_or_default();
+    const SHOWN: usize = 20;
+    let mut known = names.iter().take(SHOWN).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > SHOWN {
+        known.push_str(&format!(", … ({} in all)", names.len()));
+    }
+    Err(Error::Usage(format!(
+        "unknown component `{name}` in {}{hint} (components: {})",
+        file.display(),
+        if known.is_empty() { "none".to_owned() } else { known }
+    )))
+}
+
+fn release(ledger: &Ledger, args: &QuarantineReleaseArgs) -> Result<Change> {
+    let name = component_name(&args.component)?;
+    let note = args.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
+    match ledger.release(&name, note) {
+        Ok(entry) => Ok(Change::Released(entry)),
+        Err(LedgerError::NotQuarantined { name }) => {
+            Err(Error::Usage(format!("`{name}` is not quarantined; nothing to release (see `razar quarantine list`)")))
+        }
+        Err(LedgerError::Fs(e)) => Err(e.into()),
+    }
+}
+
+fn report(change: &Change) {
+    match change {
+        Change::Added(e) => println!("quarantined `{}`: {}", e.name, one_line(&e.reason, 200)),
+        Change::Released(e) => {
+            println!(
+                "released `{}` (quarantined since {} UTC: {})",
+                e.name,
+                quarantined_at(e),
+                one_line(&e.reason, 100)
+            )
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("serializing: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS` when the entry has an epoch, else the recorded text (upstream files).
+fn quarantined_at(entry: &Entry) -> String {
+    match entry.quarantined_at_epoch {
+        Some(epoch) => clock::human(epoch),
+        None if entry.quarantined_at.is_empty() => "unknown".to_owned(),
+        None => entry.quarantined_at.clone(),
+    }
+}
+
+/// `text` on one line (newlines shown as ` / `, control characters dropped), cut to `max`
+/// characters.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" / ")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarantine_reason_is_flattened_for_the_table() {
+        assert_eq!(one_line("  a\r\nb \n\tc\x1b[0m ", 100), "a / b / c[0m");
+        assert_eq!(one_line("abcdef", 4), "abc…");
+        assert_eq!(one_line("", 4), "");
+    }
+}

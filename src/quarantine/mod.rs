@@ -1,0 +1,391 @@
+//! The quarantine ledger (DESIGN §7): `quarantine/<name>.json` per quarantined component plus
+//! the Markdown log `docs/quarantine_log.md`.
+//!
+//! Invariants: the JSON files are the truth: a component is quarantined exactly while its
+//! readable file exists. Files are written atomically (`fsutil::write_json`) and named only
+//! after a validated `ComponentName`. A corrupt file is moved aside (`<name>.json.corrupt-<ms>`)
+//! with a warning and skipped, never fatal. The Markdown log is a record for people: a failure
+//! to append to it is logged, and never undoes or blocks a ledger change.
+
+pub mod markdown;
+pub mod policy;
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::clock;
+use crate::config::{self, ComponentName};
+use crate::fsutil::{self, FsError};
+use crate::paths::Paths;
+
+pub use markdown::{Action, MarkdownLog};
+pub use policy::should_quarantine_up_front;
+
+/// Who quarantined a component.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The boot, after retries, repair rounds or the failure limit. Upstream files, which
+    /// carry no `source`, were all written by razar.
+    #[default]
+    Razar,
+    /// `razar quarantine add`.
+    Operator,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Razar => "razar",
+            Source::Operator => "operator",
+        }
+    }
+}
+
+/// One `quarantine/<name>.json`. Fields other than `name` default when absent so files
+/// written by the upstream Python system load; fields razar does not know are kept in
+/// `extra` and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(deserialize_with = "component_name")]
+    pub name: ComponentName,
+    #[serde(default)]
+    pub reason: String,
+    /// Launch attempts made before the component was quarantined (0 for an operator's add).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Patch ids applied to the component before it was quarantined.
+    #[serde(default)]
+    pub patches_applied: Vec<String>,
+    /// UTC ISO-8601.
+    #[serde(default)]
+    pub quarantined_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantined_at_epoch: Option<f64>,
+    #[serde(default)]
+    pub source: Source,
+    /// The component's command as configured: an argv list or a shell string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Value>,
+    /// `service` or `task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+fn component_name<'de, D: Deserializer<'de>>(d: D) -> Result<ComponentName, D::Error> {
+    let s = String::deserialize(d)?;
+    ComponentName::new(&s).map_err(serde::de::Error::custom)
+}
+
+impl Entry {
+    /// A new entry stamped with the current time, without a config summary.
+    pub fn new(name: ComponentName, reason: impl Into<String>, source: Source) -> Self {
+        let now = clock::epoch();
+        Entry {
+            name,
+            reason: reason.into(),
+            attempts: 0,
+            patches_applied: Vec::new(),
+            quarantined_at: clock::iso(now),
+            quarantined_at_epoch: Some(now),
+            source,
+            command: None,
+            kind: None,
+            depends_on: Vec::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// An entry for a configured component, with its config summary (command, kind,
+    /// dependencies). Its environment is left out: it may hold secrets.
+    pub fn for_component(component: &config::Component, reason: impl Into<String>, source: Source) -> Self {
+        let mut entry = Entry::new(component.name.clone(), reason, source);
+        entry.set_summary(component);
+        entry
+    }
+
+    /// Copies the component's config summary into the entry.
+    pub fn set_summary(&mut self, component: &config::Component) {
+        self.command = Some(match &component.command {
+            config::Command::Argv(argv) => Value::from(argv.clone()),
+            config::Command::Shell(s) => Value::from(s.clone()),
+        });
+        self.kind = Some(
+            match component.kind {
+                config::Kind::Service => "service",
+                config::Kind::Task => "task",
+            }
+            .to_owned(),
+        );
+        self.depends_on = component.depends_on.iter().map(|d| d.name.to_string()).collect();
+    }
+
+    /// The `Details` cell of the entry's `quarantined` row.
+    fn log_details(&self) -> String {
+        match self.source {
+            Source::Razar if self.attempts > 0 => format!("{} (after {} attempts)", self.reason, self.attempts),
+            Source::Razar => self.reason.clone(),
+            Source::Operator => format!("operator: {}", self.reason),
+        }
+    }
+}
+
+/// A ledger failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("{name} is not quarantined")]
+    NotQuarantined { name: ComponentName },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+/// The quarantine ledger of one root.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    paths: Paths,
+    log: MarkdownLog,
+}
+
+impl Ledger {
+    pub fn new(paths: &Paths) -> Self {
+        Ledger { paths: paths.clone(), log: MarkdownLog::new(paths.quarantine_log()) }
+    }
+
+    /// The Markdown log this ledger appends to.
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Every readable entry, by name. Corrupt files are moved aside with a warning and
+    /// skipped; files that are not `<valid name>.json` are ignored. Errs only when the
+    /// directory itself cannot be read.
+    pub fn list(&self) -> Result<Vec<Entry>, FsError> {
+        let dir = self.paths.quarantine_dir();
+        let read = match std::fs::read_dir(&dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FsError::new("reading directory", &dir, e)),
+        };
+        let mut names = Vec::new();
+        for item in read {
+            let item = item.map_err(|e| FsError::new("reading directory", &dir, e))?;
+            let file_name = item.file_name();
+            let Some(stem) = file_name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
+            match ComponentName::new(stem) {
+                Ok(name) => names.push(name),
+                Err(_) => tracing::debug!(file = %item.path().display(), "not a quarantine entry; ignored"),
+            }
+        }
+        names.sort();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            // One unreadable file (permissions) must not hide the others.
+            match self.get(&name) {
+                Ok(Some(entry)) => entries.push(entry),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "quarantine entry skipped"),
+            }
+        }
+        Ok(entries)
+    }
+
+    /// The entry for `name`, if it is quarantined. A corrupt file is moved aside (warning)
+    /// and reads as not quarantined.
+    pub fn get(&self, name: &ComponentName) -> Result<Option<Entry>, FsError> {
+        let path = self.paths.quarantine_file(name);
+        let Some(mut entry) = fsutil::read_json_or_quarantine::<Entry>(&path)? else { return Ok(None) };
+        if &entry.name != name {
+            tracing::warn!(file = %path.display(), recorded = %entry.name,
+                "quarantine entry names another component; the file name wins");
+            entry.name = name.clone();
+        }
+        Ok(Some(entry))
+    }
+
+    /// Whether `name` is quarantined. A file that exists but cannot be read counts as
+    /// quarantined (with a warning): when in doubt, a component stays out of the boot.
+    pub fn is_quarantined(&self, name: &ComponentName) -> bool {
+        match self.get(name) {
+            Ok(entry) => entry.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, component = %name, "quarantine entry unreadable; treating it as quarantined");
+                true
+            }
+        }
+    }
+
+    /// Writes `entry` (replacing any earlier entry for the component) and logs a
+    /// `quarantined` row.
+    pub fn add(&self, entry: &Entry) -> Result<(), FsError> {
+        fsutil::write_json(&self.paths.quarantine_file(&entry.name), entry)?;
+        self.log_or_warn(&entry.name, Action::Quarantined, &entry.log_details());
+        Ok(())
+    }
+
+    /// Deletes the entry for `name` and logs a `released` row with `note`. Returns the entry
+    /// that was released.
+    pub fn release(&self, name: &ComponentName, note: Option<&str>) -> Result<Entry, LedgerError> {
+        let path = self.paths.quarantine_file(name);
+        let entry = self.get(name)?.ok_or_else(|| LedgerError::NotQuarantined { name: name.clone() })?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            // Released by someone else between the read and the delete.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LedgerError::NotQuarantined { name: name.clone() });
+            }
+            Err(e) => return Err(FsError::new("removing", &path, e).into()),
+        }
+        sync_dir(&self.paths.quarantine_dir());
+        self.log_or_warn(name, Action::Released, note.unwrap_or_default());
+        Ok(entry)
+    }
+
+    /// Logs a `diagnostic` row (for example a repair agent's findings) for `name`.
+    pub fn log_diagnostic(&self, name: &ComponentName, details: &str) -> Result<(), FsError> {
+        self.log.append(name.as_str(), Action::Diagnostic, details)
+    }
+
+    fn log_or_warn(&self, name: &ComponentName, action: Action, details: &str) {
+        if let Err(e) = self.log.append(name.as_str(), action, details) {
+            tracing::warn!(error = %e, component = %name, action = action.as_str(), "quarantine log not written");
+        }
+    }
+}
+
+/// Makes a removal durable. Best effort: the removal itself already happened.
+fn sync_dir(dir: &Path) {
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "directory fsync failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> ComponentName {
+        ComponentName::new(s).unwrap()
+    }
+
+    fn ledger() -> (tempfile::TempDir, Paths, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(dir.path());
+        let ledger = Ledger::new(&paths);
+        (dir, paths, ledger)
+    }
+
+    #[test]
+    fn add_list_get_release_round_trip() {
+        let (_dir, paths, ledger) = ledger();
+        assert!(ledger.list().unwrap().is_empty());
+        let mut web = Entry::new(name("web"), "probe failed | twice\nsee log", Source::Razar);
+        web.attempts = 4;
+        web.patches_applied = vec!["p-1".into()];
+        ledger.add(&web).unwrap();
+        ledger.add(&Entry::new(name("api"), "manual hold", Source::Operator)).unwrap();
+
+        let listed = ledger.list().unwrap();
+        assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["api", "web"]);
+        assert_eq!(listed[1], web);
+        assert!(ledger.is_quarantined(&name("web")));
+        assert!(!ledger.is_quarantined(&name("db")));
+
+        let raw: Value =
+            serde_json::from_str(&std::fs::read_to_string(paths.join("quarantine/web.json")).unwrap()).unwrap();
+        assert_eq!(raw["name"], "web");
+        assert_eq!(raw["attempts"], 4);
+        assert_eq!(raw["source"], "razar");
+        assert_eq!(raw["patches_applied"], serde_json::json!(["p-1"]));
+        assert!(raw["quarantined_at"].as_str().unwrap().ends_with('Z'));
+        assert!(raw["quarantined_at_epoch"].as_f64().unwrap() > 1.0e9);
+
+        let released = ledger.release(&name("web"), Some("fixed the | probe")).unwrap();
+        assert_eq!(released.reason, web.reason);
+        assert!(!paths.join("quarantine/web.json").exists());
+        assert!(!ledger.is_quarantined(&name("web")));
+        assert!(matches!(ledger.release(&name("web"), None), Err(LedgerError::NotQuarantined { .. })));
+
+        ledger.log_diagnostic(&name("api"), "{\"exit\": 1}").unwrap();
+        let log = std::fs::read_to_string(ledger.log_path()).unwrap();
+        let rows: Vec<&str> = log.lines().filter(|l| l.starts_with("| 2")).collect();
+        assert_eq!(rows.len(), 4, "{log}");
+        assert!(rows[0].ends_with("| web | quarantined | probe failed \\| twice<br>see log (after 4 attempts) |"));
+        assert!(rows[1].ends_with("| api | quarantined | operator: manual hold |"));
+        assert!(rows[2].ends_with("| web | released | fixed the \\| probe |"));
+        assert!(rows[3].ends_with("| api | diagnostic | {\"exit\": 1} |"));
+    }
+
+    #[test]
+    fn corrupt_entry_is_moved_aside_and_skipped() {
+        let (dir, paths, ledger) = ledger();
+        ledger.add(&Entry::new(name("good"), "r", Source::Razar)).unwrap();
+        std::fs::write(paths.join("quarantine/bad.json"), "{\"name\": \"bad\", \"reason\": ").unwrap();
+        std::fs::write(paths.join("quarantine/evil.json"), "{\"name\": \"../../etc\"}").unwrap();
+        std::fs::write(paths.join("quarantine/notes.txt"), "not an entry").unwrap();
+        let listed = ledger.list().unwrap();
+        assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["good"]);
+        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("quarantine"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(names[0].starts_with("bad.json.corrupt-"), "{names:?}");
+        assert!(names[1].starts_with("evil.json.corrupt-"), "{names:?}");
+        assert_eq!(&names[2..], ["good.json", "notes.txt"]);
+    }
+
+    #[test]
+    fn upstream_entries_load_and_keep_unknown_fields() {
+        let (_dir, paths, ledger) = ledger();
+        std::fs::create_dir_all(paths.quarantine_dir()).unwrap();
+        std::fs::write(
+            paths.join("quarantine/boot_orchestrator.json"),
+            r#"{"name": "boot_orchestrator", "command": ["python", "x.py"], "health_check": ["true"],
+                "reason": "dependency: circular import", "attempts": 2, "patches_applied": ["fix-1"]}"#,
+        )
+        .unwrap();
+        let entry = ledger.get(&name("boot_orchestrator")).unwrap().unwrap();
+        assert_eq!(entry.source, Source::Razar);
+        assert_eq!(entry.attempts, 2);
+        assert_eq!(entry.command, Some(serde_json::json!(["python", "x.py"])));
+        assert_eq!(entry.extra["health_check"], serde_json::json!(["true"]));
+        let back = serde_json::to_value(&entry).unwrap();
+        assert_eq!(back["health_check"], serde_json::json!(["true"]));
+    }
+
+    #[test]
+    fn entry_for_component_carries_the_config_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(
+            &file,
+            r#"{"components": [{"name": "db", "command": "run-db", "env": {"TOKEN": "s3cret"}},
+                {"name": "web", "command": ["serve", "--port", "1"], "depends_on": ["db"],
+                 "health_check": {"tcp": "127.0.0.1:1"}}]}"#,
+        )
+        .unwrap();
+        struct NoEnv;
+        impl config::Env for NoEnv {
+            fn var(&self, _: &str) -> Option<String> {
+                None
+            }
+        }
+        let cfg = config::load(&file, dir.path(), &NoEnv).unwrap();
+        let web = Entry::for_component(cfg.component("web").unwrap(), "r", Source::Razar);
+        assert_eq!(web.command, Some(serde_json::json!(["serve", "--port", "1"])));
+        assert_eq!(web.kind.as_deref(), Some("service"));
+        assert_eq!(web.depends_on, ["db"]);
+        let db =
+            serde_json::to_string(&Entry::for_component(cfg.component("db").unwrap(), "r", Source::Razar)).unwrap();
+        assert!(db.contains("\"command\":\"run-db\"") && db.contains("\"kind\":\"task\""), "{db}");
+        assert!(!db.contains("s3cret"), "env is never copied: {db}");
+    }
+}
