@@ -47,6 +47,7 @@ async fn dispatch(cli: Cli, paths: Paths) -> Result<u8, Error> {
         Command::Boot(args) => commands::boot::run(&paths, &cli.global, args).await,
         Command::Handshake(args) => commands::handshake::run(&paths, args).await,
         Command::Quarantine(args) => commands::quarantine::run(&paths, args).await,
+        Command::Status(args) => commands::status::run(&paths, args).await,
         Command::Validate(args) => commands::validate::run(&paths, args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Analyze(args) => commands::analyze::run(&paths, args),

@@ -48,6 +48,8 @@ pub enum Command {
     Handshake(HandshakeArgs),
     /// List, show, add or release quarantined components (quarantine/, docs/quarantine_log.md).
     Quarantine(QuarantineArgs),
+    /// Live state of the running boot (else the last state file); can wait until it is ready.
+    Status(StatusArgs),
     /// Validate the config (and razar_env.yaml); every problem names file, field and fix.
     Validate(ValidateArgs),
     /// Print the JSON Schemas of razar's files (all, or the one named).
@@ -77,6 +79,25 @@ pub struct BootArgs {
     /// Components started at once (default: unlimited).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// JSON file of extra mission-brief fields for the Crown handshake.
+    #[arg(long, value_name = "F")]
+    pub brief: Option<PathBuf>,
+    /// Stop after the Crown handshake: exit 0 on acknowledgement (or offline, with a warning).
+    #[arg(long)]
+    pub handshake_only: bool,
+    /// Fail (exit 5) unless the Crown reports this capability (repeatable).
+    #[arg(long = "require-capability", value_name = "CAP")]
+    pub require_capability: Vec<String>,
+    /// Cumulative failures across runs at which a component is quarantined before launch
+    /// (0 disables).
+    #[arg(long, default_value_t = 3)]
+    pub failure_limit: u32,
+    /// Keep components of the last boot that are still alive and healthy; start the rest.
+    #[arg(long)]
+    pub resume: bool,
+    /// Do not start the Prometheus exporter.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +117,24 @@ pub struct HandshakeArgs {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the state object as JSON on stdout (with --watch: one line per refresh).
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every second until Ctrl-C or until the boot has ended.
+    #[arg(long, conflicts_with = "wait_ready")]
+    pub watch: bool,
+    /// Wait until the running boot is ready (exit 0); exit 6 if it halts, stops, goes away or
+    /// the timeout passes. Waits for a boot to start if none is running yet.
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// How long --wait-ready waits: seconds, or a duration such as "90s" or "2m".
+    #[arg(long, value_name = "S", default_value = "60", requires = "wait_ready",
+          value_parser = crate::config::duration::parse)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

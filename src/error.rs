@@ -16,6 +16,8 @@ pub enum Error {
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
+    #[error("{0}")]
     Crown(#[from] crate::crown::HandshakeError),
     #[error(
         "required crown capabilit{} missing: {}; the crown reported: [{}]",
@@ -24,6 +26,8 @@ pub enum Error {
         offered.join(", ")
     )]
     CapabilityMissing { missing: Vec<String>, offered: Vec<String> },
+    #[error("{0}")]
+    Control(#[from] crate::control::ClientError),
     /// A command that has already reported its outcome and only needs its exit code.
     #[error("")]
     Exit(u8),
@@ -32,11 +36,12 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Usage(_) => exit::CONFIG,
+            Error::Config(_) | Error::Usage(_) | Error::Metrics(_) => exit::CONFIG,
             Error::Locked { .. } => exit::LOCKED,
             Error::Fs(_) | Error::Internal(_) => exit::INTERNAL,
             Error::Crown(e) => e.exit_code(),
             Error::CapabilityMissing { .. } => exit::CAPABILITY_MISSING,
+            Error::Control(e) => e.exit_code(),
             Error::Exit(code) => *code,
         }
     }

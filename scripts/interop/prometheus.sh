@@ -3,12 +3,12 @@
 #   1. `promtool check rules` on the upstream alert rules (razar_failover.yml);
 #   2. razar's exposition (a populated registry dumped by a unit test) passes
 #      `promtool check metrics` and holds every series the alert rules read;
-#   3. a live scrape: the exposition served over HTTP passes `promtool check metrics`
+#   3. a live scrape of a running razar boot passes `promtool check metrics`
 #      (check_live_scrape), and a real Prometheus scrapes it, finds razar_component_up and
 #      evaluates every rule of the razar-failover group with health "ok"
 #      (run_prometheus_against).
-# By default step 3 targets a loopback stub serving the dump; set RAZAR_METRICS_URL to the
-# /metrics URL of a running razar to test that instead.
+# By default step 3 boots a real razar (with a failing component) and scrapes it; set
+# RAZAR_METRICS_URL to the /metrics URL of an already running razar to test that instead.
 # Installs Debian's prometheus package when promtool/prometheus are missing (needs root).
 # Every wait is bounded. Source the file to call check_live_scrape / run_prometheus_against
 # on their own.
@@ -181,34 +181,32 @@ ok = (
 sys.exit(0 if ok else 1)'
 }
 
-# Serves file $1 at http://127.0.0.1:PORT/metrics until the script ends; sets stub_url.
-# (Not in a command substitution: the stub's PID must reach this shell's cleanup.)
-serve_stub() {
+# Boots a real razar in a scratch root — one healthy service and one component that keeps
+# failing (--keep-going, so the boot stays up) — with the exporter on a free port, and sets
+# razar_url to its /metrics URL once the boot is ready.
+start_razar() {
   init_work
-  local file="$1" port
-  port="$(free_port)"
-  python3 - "$file" "$port" >"$work/stub.log" 2>&1 <<'EOF' &
-import http.server, sys
-
-path, port = sys.argv[1], int(sys.argv[2])
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path.split("?")[0] != "/metrics":
-            self.send_error(404)
-            return
-        body = open(path, "rb").read()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
-EOF
+  local bin="${RAZAR_BIN:-$repo/target/debug/razar}" root="$work/root"
+  [ -x "$bin" ] || (cd "$repo" && cargo build --quiet --locked) || fail "building razar"
+  mkdir -p "$root/config"
+  cat >"$root/config/boot_config.json" <<'JSON'
+{
+  "metrics": {"port": 0},
+  "components": [
+    {"name": "web", "command": "echo ready; exec sleep 600", "health_check": {"log": "^ready$"},
+     "liveness": {"exec": ["true"], "period": "1s"}},
+    {"name": "broken", "kind": "task", "command": "echo 'ModuleNotFoundError: No module named foo' >&2; exit 1"}
+  ]
+}
+JSON
+  "$bin" --root "$root" boot --keep-going --retries 0 >"$work/razar.out" 2>"$work/razar.err" &
   pids+=("$!")
-  wait_for 10 curl -fs --max-time 2 -o /dev/null "http://127.0.0.1:$port/metrics" || fail "metrics stub did not start"
-  stub_url="http://127.0.0.1:$port/metrics"
+  wait_for 30 python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))
+sys.exit(0 if s.get("phase") == "ready" and s.get("metrics_url") else 1)' "$root/logs/razar_state.json" ||
+    { cat "$work/razar.err" >&2; fail "razar did not become ready"; }
+  razar_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics_url"])' "$root/logs/razar_state.json")"
 }
 
 main() {
@@ -233,9 +231,11 @@ main() {
 
   local url="${RAZAR_METRICS_URL:-}"
   if [ -z "$url" ]; then
-    serve_stub "$dump"
-    url="$stub_url"
-    echo "live checks against a stub serving the dump at $url"
+    start_razar
+    url="$razar_url"
+    echo "live checks against a running razar boot with a failed component at $url"
+    curl -fs --max-time 5 "$url" | grep -q '^razar_component_up{component="broken"} 0' ||
+      fail "the failed component is not reported down"
   else
     echo "live checks against $url"
   fi

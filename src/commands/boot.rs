@@ -1,21 +1,32 @@
-//! `razar boot`: validate, lock the root, clear leftovers of a dead boot, then hand the stack
-//! to the dispatcher and map how it ended to an exit code.
+//! `razar boot`: the whole flow of DESIGN §5 as glue. Validate, lock the root, clear (or with
+//! `--resume` adopt) what a dead boot left running, start the exporter and the control socket,
+//! hand-shake with the Crown, build Python layers, then give the stack to the dispatcher and
+//! map how it ended to an exit code.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use serde_json::{Map, Value};
 
+use crate::alerts::{self, Alerts};
 use crate::cli::{BootArgs, Global};
 use crate::clock;
-use crate::config::{self, ProcessEnv};
+use crate::config::{self, Config, ProcessEnv};
+use crate::control;
+use crate::crown::{self, CrownEnv, capability};
 use crate::error::{Error, Result};
 use crate::exit;
+use crate::layers;
+use crate::metrics::{self, HandshakeResult, Metrics};
 use crate::paths::Paths;
-use crate::sequencer::dispatcher::{Dispatcher, End, Options};
+use crate::quarantine::{self, Entry, Ledger, Source};
+use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services};
+use crate::sequencer::history::History;
 use crate::state::lock::BootLock;
-use crate::state::{Phase, StateFile, StateStore};
-use crate::supervise::{leftovers, reaper};
+use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
+use crate::supervise::{leftovers, procfs, reaper};
 
 pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
@@ -23,6 +34,8 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
     if args.jobs == Some(0) {
         return Err(Error::Usage("--jobs must be at least 1 (omit it for no limit)".into()));
     }
+    let extra_brief = args.brief.as_ref().map(|f| read_brief_fields(&paths.join(f))).transpose()?;
+
     let _lock = BootLock::acquire(paths)?;
     raise_open_files_limit();
     // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
@@ -33,8 +46,14 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
 
     let store = StateStore::new(paths.state());
     let previous = store.load()?;
+    let adopted = match (&previous, args.resume) {
+        (Some(prev), true) => adoptable(prev, &cfg),
+        _ => Vec::new(),
+    };
     if let Some(prev) = &previous {
-        let reaped = leftovers::reap(prev, Duration::from_secs(5)).await;
+        let mut leftover = prev.clone();
+        leftover.components.retain(|c| !adopted.iter().any(|a| a.name == c.id));
+        let reaped = leftovers::reap(&leftover, Duration::from_secs(5)).await;
         if !reaped.is_empty() {
             tracing::warn!(
                 "stopped {} component(s) left running by a previous boot: {}",
@@ -44,26 +63,119 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         }
     }
 
-    let started = clock::epoch();
-    let me = std::process::id();
+    let metrics = Metrics::new();
     let mut state = StateFile {
         version: crate::state::STATE_VERSION,
         mission: args.mission.clone().or_else(|| cfg.mission.clone()),
-        last_boot: Some(clock::iso(started)),
-        boot_id: Some(format!("{}-{me}", clock::epoch_millis())),
-        razar_pid: Some(me),
-        razar_start_time: crate::supervise::procfs::start_time(me),
-        phase: Some(Phase::Launching),
+        last_boot: Some(clock::iso(clock::epoch())),
+        boot_id: Some(format!("{}-{}", clock::epoch_millis(), std::process::id())),
+        razar_pid: Some(std::process::id()),
+        razar_start_time: procfs::start_time(std::process::id()),
+        phase: Some(Phase::Handshake),
+        downtime: Value::Object(Map::new()),
         ..StateFile::default()
     };
-    state.downtime = serde_json::json!({});
+    let _exporter = if cfg.metrics.enabled && !args.no_metrics {
+        let addr = metrics::exporter::resolve_addr(&cfg.metrics, &ProcessEnv)?;
+        let exporter = metrics::exporter::Exporter::bind(addr).await?;
+        let url = exporter.url();
+        eprintln!("razar: metrics at {url}");
+        state.metrics_url = Some(url);
+        Some(AbortOnDrop(tokio::spawn(exporter.serve(metrics.clone()))))
+    } else {
+        None
+    };
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
+    let server = control::server::bind(paths)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot serve the control socket: {e}")))?;
+    let _control = SocketGuard { paths: paths.clone(), _task: AbortOnDrop(tokio::spawn(server.serve(control_tx))) };
 
+    let ledger = Ledger::new(paths);
+    let open_issues: Vec<Value> = ledger
+        .list()?
+        .iter()
+        .map(|e| serde_json::json!({"component": e.name, "reason": e.reason, "quarantined_at": e.quarantined_at}))
+        .collect();
+    let mission = state.mission.clone();
+    let brief = crown::build_brief(&cfg, previous.as_ref(), open_issues, mission.as_deref(), extra_brief);
+    let outcome = match crown::handshake(paths, &cfg, &CrownEnv::from_process(), &brief).await {
+        Ok(o) => o,
+        Err(e) => {
+            metrics.crown_handshake(HandshakeResult::Failed);
+            tracing::error!("Crown handshake failed ({}); nothing was started", e.kind());
+            return Err(e.into());
+        }
+    };
+    metrics.crown_handshake(if outcome.offline { HandshakeResult::Offline } else { HandshakeResult::Acknowledged });
+    let required = capability::required(&args.require_capability, &cfg.crown.required_capabilities);
+    let missing = outcome.missing_capabilities(&required);
+    if !missing.is_empty() {
+        return Err(Error::CapabilityMissing { missing, offered: outcome.capabilities });
+    }
+    if args.handshake_only {
+        if outcome.offline {
+            eprintln!("razar: warning: no Crown configured (CROWN_WS_URL or crown.url): offline mode");
+        }
+        println!("acknowledgement: {}", outcome.acknowledgement);
+        println!("capabilities: {}", outcome.capabilities.join(", "));
+        return Ok(exit::SUCCESS);
+    }
+    state.handshake = Some(outcome.state_json());
+    state.capabilities = outcome.capabilities.clone();
+    state.downtime = outcome.downtime_json();
+    state.launched_models = outcome.launched_models.clone();
+    state.glm4v_present = Some(outcome.glm4v_present);
+    state.phase = Some(Phase::Launching);
+
+    let built = layers::build_all(paths, &cfg.layers).await;
+    let layers: BTreeMap<String, std::result::Result<layers::LayerEnv, String>> =
+        built.into_iter().map(|(name, r)| (name, r.map_err(|e| e.to_string()))).collect();
+
+    let history = History::load(&paths.boot_history())?;
     let http = reqwest::Client::builder()
         .user_agent(concat!("razar/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
+    let alerts = Alerts::new(paths, alerts::webhook_from_env(), http.clone());
+    let services = Services { metrics, alerts, ledger: ledger.clone(), control: Some(control_rx), layers };
     let opts = Options { retries: args.retries, keep_going: args.keep_going, jobs: args.jobs.or(cfg.jobs) };
-    let dispatcher = Dispatcher::new(Arc::new(cfg), paths.clone(), opts, state, http);
+    let cfg = Arc::new(cfg);
+    let mut dispatcher = Dispatcher::new(cfg.clone(), paths.clone(), opts, state, http, services);
+
+    for c in cfg.components.iter().filter(|c| c.enabled) {
+        let name = c.name.as_str();
+        if ledger.is_quarantined(&c.name) {
+            dispatcher.hold(name, ComponentStatus::Quarantined, "quarantined (see quarantine/)".into());
+            continue;
+        }
+        let failures = history.component_failures.get(name).copied().unwrap_or(0);
+        if quarantine::should_quarantine_up_front(failures, args.failure_limit) {
+            let reason = format!("failed in {failures} consecutive boots (--failure-limit {})", args.failure_limit);
+            let mut entry = Entry::for_component(c, reason.clone(), Source::Razar);
+            entry.attempts = failures;
+            ledger.add(&entry)?;
+            tracing::warn!("{name}: quarantined before launch: {reason}");
+            dispatcher.hold(name, ComponentStatus::Quarantined, reason);
+            continue;
+        }
+        if let Some(entry) = outcome.downtime.get(&c.name) {
+            let note = if entry.diff.is_some() { " (its diff is recorded, not applied)" } else { "" };
+            tracing::warn!("{name}: in Crown downtime: {}{note}", entry.description);
+            dispatcher.hold(name, ComponentStatus::Downtime, format!("downtime: {}{note}", entry.description));
+            continue;
+        }
+        if args.resume {
+            let prev = previous.as_ref().and_then(|p| p.components.iter().find(|pc| pc.id == name));
+            if prev.is_some_and(|pc| pc.state == ComponentStatus::Completed && c.kind == config::Kind::Task) {
+                dispatcher.hold(name, ComponentStatus::Completed, "completed in the resumed boot".into());
+            }
+        }
+    }
+    for a in &adopted {
+        dispatcher.adopt(a);
+    }
+
     let end = dispatcher.run().await.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
     Ok(match end {
         End::Finished { failed: 0 } => exit::SUCCESS,
@@ -71,6 +183,37 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         End::Signalled(Signal::SIGINT) => exit::SIGINT,
         End::Signalled(_) => exit::SIGTERM,
     })
+}
+
+/// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,
+/// and still the very same process (PID, start time and group checked, not just the PID).
+fn adoptable(prev: &StateFile, cfg: &Config) -> Vec<Adopted> {
+    prev.components
+        .iter()
+        .filter(|c| c.state == ComponentStatus::Healthy)
+        .filter(|c| cfg.component(&c.id).is_some_and(|k| k.enabled))
+        .filter_map(|c| {
+            let (pid, pgid, start) = (c.pid?, c.pgid?, c.start_time?);
+            (procfs::same_process(pid, start) && procfs::pgid(pid) == Some(pgid)).then(|| Adopted {
+                name: c.id.clone(),
+                pid,
+                pgid,
+                start_time: start,
+                ready_at: c.ready_at.clone(),
+            })
+        })
+        .collect()
+}
+
+/// `--brief F`: a JSON object of extra mission-brief fields.
+fn read_brief_fields(path: &std::path::Path) -> Result<Map<String, Value>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("--brief {}: cannot read ({e})", path.display())))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Error::Usage(format!("--brief {}: must be a JSON object of brief fields", path.display()))),
+        Err(e) => Err(Error::Usage(format!("--brief {}: malformed JSON: {e}", path.display()))),
+    }
 }
 
 /// Raises the open-files soft limit to the hard limit so a thousand components (one pipe
@@ -82,5 +225,26 @@ fn raise_open_files_limit() {
         && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
     {
         tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}");
+    }
+}
+
+/// Aborts a background task when the boot returns.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stops serving the control socket and removes its file when the boot returns.
+struct SocketGuard {
+    paths: Paths,
+    _task: AbortOnDrop<()>,
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        control::server::socket_cleanup(&self.paths);
     }
 }

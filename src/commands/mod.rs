@@ -8,4 +8,5 @@ pub mod handshake;
 pub mod man;
 pub mod quarantine;
 pub mod schema;
+pub mod status;
 pub mod validate;

@@ -10,6 +10,7 @@ use std::path::Path;
 use crate::cli::{QuarantineAddArgs, QuarantineArgs, QuarantineCommand, QuarantineReleaseArgs, QuarantineShowArgs};
 use crate::clock;
 use crate::config::{self, ComponentName, ProcessEnv};
+use crate::control;
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::paths::Paths;
@@ -33,7 +34,27 @@ pub async fn run(paths: &Paths, args: QuarantineArgs) -> Result<u8> {
     };
     // The ledger is changed and durable here; a running boot is told after this point.
     report(&change);
+    notify_running_boot(paths).await;
     Ok(exit::SUCCESS)
+}
+
+/// Asks a running boot to re-read the ledger. The change itself has succeeded whatever happens
+/// here: a boot that is not told picks it up at its next reload or start.
+async fn notify_running_boot(paths: &Paths) {
+    let told = control::request(paths, &control::Request::QuarantineReload, std::time::Duration::from_secs(5)).await;
+    match told {
+        Ok(response) if response.ok => eprintln!("razar: running boot notified"),
+        // No boot: the next one reads the ledger when it plans its launch.
+        Err(control::ClientError::NotRunning) => tracing::debug!("no boot running; nothing to notify"),
+        Ok(response) => warn_not_told(&response.message.unwrap_or_else(|| "it refused the request".to_owned())),
+        Err(e) => warn_not_told(&e.to_string()),
+    }
+}
+
+fn warn_not_told(why: &str) {
+    tracing::warn!(
+        "the running boot was not told ({why}); the ledger change stands and the boot picks it up at its next quarantine reload or boot"
+    );
 }
 
 fn component_name(name: &str) -> Result<ComponentName> {

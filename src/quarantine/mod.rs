@@ -129,10 +129,14 @@ impl Entry {
 
     /// The `Details` cell of the entry's `quarantined` row.
     fn log_details(&self) -> String {
-        match self.source {
+        let base = match self.source {
             Source::Razar if self.attempts > 0 => format!("{} (after {} attempts)", self.reason, self.attempts),
             Source::Razar => self.reason.clone(),
             Source::Operator => format!("operator: {}", self.reason),
+        };
+        match self.extra.get("diagnosis").and_then(Value::as_str) {
+            Some(d) => format!("{base}; {d}"),
+            None => base,
         }
     }
 }

@@ -22,12 +22,17 @@ use tokio::time::{Instant, sleep, sleep_until};
 use super::backoff::{Jitter, RestartDecision, local_retry_delay, restart_decision};
 use super::history::{History, Run, RunComponent};
 use super::plan::Plan;
+use crate::alerts::{Alerts, Severity};
 use crate::clock;
 use crate::config::{Command, Component, Condition, Config, Kind, OnFailure, ProbeKind, RestartPolicy};
+use crate::control::protocol::{Envelope, Request, Response};
 use crate::journal::{Journal, MissionEvent};
+use crate::layers::LayerEnv;
+use crate::metrics::{BootSummary, Metrics, RestartReason};
 use crate::paths::Paths;
 use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
+use crate::quarantine::{Entry, Ledger, Source};
 use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
 use crate::supervise::terminate::{self, StopOutcome};
@@ -47,6 +52,27 @@ pub struct Options {
     pub jobs: Option<usize>,
 }
 
+/// What the dispatcher reports to and reads from, besides its own state.
+pub struct Services {
+    pub metrics: Metrics,
+    pub alerts: Alerts,
+    pub ledger: Ledger,
+    /// Requests from the control socket; `None` when it is not served.
+    pub control: Option<mpsc::Receiver<Envelope>>,
+    /// Built Python layers by name; an `Err` holds the build failure (pip's output).
+    pub layers: BTreeMap<String, Result<LayerEnv, String>>,
+}
+
+/// A component left running by an earlier boot that `--resume` keeps.
+#[derive(Debug, Clone)]
+pub struct Adopted {
+    pub name: String,
+    pub pid: u32,
+    pub pgid: i32,
+    pub start_time: u64,
+    pub ready_at: Option<String>,
+}
+
 /// How a boot ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -59,7 +85,7 @@ pub enum End {
 }
 
 enum Msg {
-    Exited { idx: usize, generation: u64, status: std::io::Result<ExitStatus> },
+    Exited { idx: usize, generation: u64, status: Result<ExitStatus, String> },
     Probe { idx: usize, generation: u64, outcome: probe::Outcome },
     LogLine { idx: usize, generation: u64, line: Option<String> },
     Stopped { idx: usize, generation: u64, outcome: StopOutcome },
@@ -151,11 +177,24 @@ pub struct Dispatcher {
     kill_now: bool,
     ready_announced: bool,
     jitter: Jitter,
+    services: Services,
+    control: Option<mpsc::Receiver<Envelope>>,
 }
 
 impl Dispatcher {
     /// `state` is the initial snapshot (mission, boot id, handshake …) the run continues.
-    pub fn new(cfg: Arc<Config>, paths: Paths, opts: Options, state: StateFile, http: reqwest::Client) -> Self {
+    pub fn new(
+        cfg: Arc<Config>,
+        paths: Paths,
+        opts: Options,
+        state: StateFile,
+        http: reqwest::Client,
+        mut services: Services,
+    ) -> Self {
+        let control = services.control.take();
+        for c in &cfg.components {
+            services.metrics.register_component(c.name.as_str());
+        }
         let plan = Plan::new(&cfg);
         let (tx, rx) = mpsc::unbounded_channel();
         let units = cfg
@@ -210,6 +249,8 @@ impl Dispatcher {
             kill_now: false,
             ready_announced: false,
             jitter: Jitter::new(clock::epoch_millis() as u64 ^ u64::from(std::process::id()) << 32),
+            services,
+            control,
         }
     }
 
@@ -219,6 +260,33 @@ impl Dispatcher {
             u.status = status;
             u.last_error = Some(reason);
         }
+    }
+
+    /// Takes over a component still running from an earlier boot (`--resume`): it counts as
+    /// healthy, its exit is watched through a pidfd (it is not razar's child), and its
+    /// liveness probe runs as usual.
+    pub fn adopt(&mut self, a: &Adopted) {
+        let Some(idx) = self.units.iter().position(|u| u.cfg.name.as_str() == a.name) else { return };
+        let generation = self.units[idx].generation + 1;
+        let u = &mut self.units[idx];
+        u.generation = generation;
+        u.status = S::Healthy;
+        u.ever_ready = true;
+        u.ready_at = a.ready_at.clone();
+        u.proc = Some(Proc { pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time), exited: false });
+        let tx = self.tx.clone();
+        let pid = a.pid;
+        tokio::spawn(async move {
+            let status = match procfs::wait_exit(pid).await {
+                Ok(()) => Err("exited (status unknown: adopted from an earlier boot)".to_owned()),
+                Err(e) => Err(format!("cannot watch adopted process {pid}: {e}")),
+            };
+            let _ = tx.send(Msg::Exited { idx, generation, status });
+        });
+        self.services.metrics.component_up(&a.name, true);
+        self.start_liveness(idx);
+        tracing::info!("{}: adopted from the previous boot (pid {})", a.name, a.pid);
+        self.event("adopt", &a.name, "healthy", Some(json!({"pid": a.pid})));
     }
 
     /// Boots and supervises until every component has ended for good, a halt, or a signal.
@@ -249,6 +317,7 @@ impl Dispatcher {
             let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
             tokio::select! {
                 Some(msg) = self.rx.recv() => self.handle(msg),
+                Some(envelope) = next_request(&mut self.control) => self.on_request(envelope),
                 _ = sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))) => self.fire_timers(),
                 _ = sigint.recv() => self.on_signal(Signal::SIGINT),
                 _ = sigterm.recv() => self.on_signal(Signal::SIGTERM),
@@ -262,7 +331,8 @@ impl Dispatcher {
         let settled_below = self.settled_tiers();
         let mut starting = self.units.iter().filter(|u| u.status == S::Starting).count();
         for idx in 0..self.units.len() {
-            if self.units[idx].status != S::Pending {
+            // A unit whose previous process group is still being stopped waits for it to go.
+            if self.units[idx].status != S::Pending || self.units[idx].proc.is_some() {
                 continue;
             }
             match self.readiness_of_deps(idx, &settled_below) {
@@ -385,6 +455,15 @@ impl Dispatcher {
             u.first_launch.get_or_insert_with(Instant::now);
         }
         let attempt = self.units[idx].attempts;
+        let env = match self.component_env_checked(&cfg) {
+            Ok(env) => env,
+            Err(e) => {
+                // A broken layer fails the same way every time: no local retries.
+                self.units[idx].attempts = self.opts.retries + 1;
+                self.attempt_failed(idx, e);
+                return;
+            }
+        };
         let (log_tx, log_rx) = oneshot::channel();
         let log_pattern = match cfg.health_check.as_ref().map(|p| &p.kind) {
             Some(ProbeKind::Log(re)) => Some((re.clone(), log_tx)),
@@ -392,7 +471,7 @@ impl Dispatcher {
         };
         let spec = SpawnSpec {
             argv: cfg.command.argv(),
-            env: self.component_env(&cfg),
+            env,
             working_dir: cfg.working_dir.clone(),
             log_path: self.paths.component_log(&cfg.name),
             log_pattern,
@@ -417,7 +496,7 @@ impl Dispatcher {
         let tx = self.tx.clone();
         let mut process = spawned.child;
         tokio::spawn(async move {
-            let status = reaper::wait(&mut process).await;
+            let status = reaper::wait(&mut process).await.map_err(|e| format!("wait failed: {e}"));
             let _ = tx.send(Msg::Exited { idx, generation, status });
         });
         if let Some(probe) = &cfg.health_check {
@@ -441,10 +520,26 @@ impl Dispatcher {
     }
 
     fn component_env(&self, cfg: &Component) -> BTreeMap<String, String> {
+        self.component_env_checked(cfg).unwrap_or_else(|_| cfg.env.clone())
+    }
+
+    /// The component's environment: its `env`, razar's markers, and its layer's venv first on
+    /// `PATH`. Fails when its layer could not be built.
+    fn component_env_checked(&self, cfg: &Component) -> Result<BTreeMap<String, String>, String> {
         let mut env = cfg.env.clone();
         env.insert("RAZAR_COMPONENT".into(), cfg.name.to_string());
         env.insert("RAZAR_ROOT".into(), self.paths.root.display().to_string());
-        env
+        if let Some(layer) = &cfg.layer {
+            match self.services.layers.get(layer) {
+                Some(Ok(built)) => {
+                    let base = env.get("PATH").cloned().or_else(|| std::env::var("PATH").ok()).unwrap_or_default();
+                    crate::layers::apply_env(&mut env, built, &base);
+                }
+                Some(Err(e)) => return Err(format!("layer `{layer}` could not be built: {e}")),
+                None => return Err(format!("layer `{layer}` was not built")),
+            }
+        }
+        Ok(env)
     }
 
     fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component) -> AbortHandle {
@@ -479,14 +574,14 @@ impl Dispatcher {
         }
     }
 
-    fn on_exit(&mut self, idx: usize, generation: u64, status: std::io::Result<ExitStatus>) {
+    fn on_exit(&mut self, idx: usize, generation: u64, status: Result<ExitStatus, String>) {
         if self.units[idx].generation != generation {
             return;
         }
         let (ok, text) = match &status {
             Ok(s) if s.success() => (true, "exited 0".to_owned()),
             Ok(s) => (false, describe_exit(s)),
-            Err(e) => (false, format!("wait failed: {e}")),
+            Err(e) => (false, e.clone()),
         };
         let name = self.name(idx);
         let Some(proc) = self.units[idx].proc.as_mut() else { return };
@@ -522,6 +617,7 @@ impl Dispatcher {
             return;
         }
         let probe = unit.cfg.health_check.as_ref().expect("probe results come from a probe");
+        self.services.metrics.probe_observed(probe.kind.name(), outcome.duration, outcome.ok, unit.cfg.name.as_str());
         unit.last_probe = Some((outcome.ok, outcome.output.clone()));
         // While starting, failures only count towards progress: the ready deadline decides.
         let verdict = unit.tracker.observe(outcome.ok, probe.success_threshold, u32::MAX);
@@ -581,6 +677,8 @@ impl Dispatcher {
         if was_restarting {
             self.restart_edge_dependents(idx);
         }
+        self.services.metrics.component_up(&name, status == S::Healthy);
+        self.services.metrics.component_ready(&name, Duration::from_secs_f64(secs));
         tracing::info!("{name}: {} after {secs:.2}s (attempt {})", status.as_str(), self.units[idx].attempts);
         self.event(
             "ready",
@@ -641,7 +739,7 @@ impl Dispatcher {
                 self.add_timer(Instant::now() + delay, Timer::Backoff { idx, generation });
             }
             AfterStop::Restart(_) => self.units[idx].status = S::Stopped,
-            AfterStop::Quarantine => self.units[idx].status = S::Quarantined,
+            AfterStop::Quarantine => self.quarantine(idx),
         }
     }
 
@@ -652,8 +750,14 @@ impl Dispatcher {
         tracing::error!("{name}: failed after {} attempts: {error}", self.units[idx].attempts);
         self.event("failure", &name, "failed", Some(json!({"attempts": self.units[idx].attempts, "error": error})));
         let halt = !self.opts.keep_going && self.cfg.on_failure == OnFailure::Halt;
+        self.services.metrics.component_up(&name, false);
         if halt && self.shutdown.is_none() {
             tracing::error!("boot halted: {name} failed; stopping the stack");
+            self.alert(
+                format!("Boot sequence halted: {name} failed after {} attempts", self.units[idx].attempts),
+                Severity::Critical,
+                json!({"component": name, "error": error}),
+            );
             self.begin_shutdown(End::Halted);
         }
         self.mark_dirty();
@@ -672,6 +776,7 @@ impl Dispatcher {
             tracing::error!("{name}: processes remain in its group after SIGKILL");
         }
         self.event("stop", &name, stop_word(outcome), None);
+        self.services.metrics.component_up(&name, false);
         if self.shutdown.is_some() && !matches!(after, AfterStop::Fail | AfterStop::Quarantine) {
             let unit = &mut self.units[idx];
             if matches!(unit.status, S::Healthy | S::Starting | S::Backoff | S::Unhealthy) {
@@ -755,6 +860,9 @@ impl Dispatcher {
                 unit.restarting = true;
                 unit.status = S::Backoff;
                 let restarts = unit.restarts;
+                let why = if reason == "liveness" { RestartReason::Liveness } else { RestartReason::Exited };
+                self.services.metrics.restart(&name, why);
+                self.services.metrics.component_up(&name, false);
                 tracing::warn!("{name}: {error}; restarting in {:.2}s (restart {restarts})", delay.as_secs_f64());
                 self.event(
                     "restart",
@@ -837,6 +945,7 @@ impl Dispatcher {
             return;
         }
         let probe = unit.cfg.liveness.as_ref().expect("liveness results come from a liveness probe");
+        self.services.metrics.probe_observed(probe.kind.name(), outcome.duration, outcome.ok, unit.cfg.name.as_str());
         let verdict = unit.liveness.observe(outcome.ok, probe.success_threshold, probe.failure_threshold);
         let failures = unit.liveness.failures;
         unit.last_probe = Some((outcome.ok, outcome.output.clone()));
@@ -850,8 +959,255 @@ impl Dispatcher {
                 "liveness_failed",
                 Some(json!({"output": outcome.output, "failures": failures})),
             );
+            self.alert(
+                format!("{name}: liveness probe failed {failures} times after boot"),
+                Severity::Warning,
+                json!({"component": name, "output": outcome.output}),
+            );
             self.restart(idx, "liveness", error);
         }
+    }
+
+    /// Budget exhausted: record the component in the ledger, alert, and keep it stopped.
+    fn quarantine(&mut self, idx: usize) {
+        let name = self.name(idx);
+        let unit = &mut self.units[idx];
+        unit.status = S::Quarantined;
+        let reason = unit.last_error.clone().unwrap_or_else(|| "failed".into());
+        let mut entry = Entry::for_component(&unit.cfg, reason.clone(), Source::Razar);
+        entry.attempts = unit.attempts + unit.restarts;
+        let diagnosis = crate::analyze::classify(&log_tail(&self.paths.component_log(&unit.cfg.name))).summary();
+        entry.extra.insert("diagnosis".into(), diagnosis.clone().into());
+        if let Err(e) = self.services.ledger.add(&entry) {
+            tracing::error!("{name}: cannot write the quarantine ledger: {e}");
+        }
+        self.alert(
+            format!("{name} quarantined: {reason}"),
+            Severity::Critical,
+            json!({"component": name, "reason": reason, "diagnosis": diagnosis}),
+        );
+        self.event("quarantine", &name, "quarantined", Some(json!({"reason": reason, "diagnosis": diagnosis})));
+        self.block_dependents(idx);
+        self.update_quarantine_gauge();
+    }
+
+    /// A quarantined component's dependents cannot work: running ones are stopped and every
+    /// one is `blocked` (by whom is in the state) until the component is released.
+    fn block_dependents(&mut self, idx: usize) {
+        let name = self.name(idx);
+        let mut direct_blocker: BTreeMap<usize, String> = BTreeMap::new();
+        for d in self.plan.transitive_dependents(idx) {
+            let via = self.plan.deps[d]
+                .iter()
+                .find(|e| e.on == idx || direct_blocker.contains_key(&e.on))
+                .map(|e| self.name(e.on))
+                .unwrap_or_else(|| name.clone());
+            direct_blocker.insert(d, via);
+        }
+        for (d, via) in direct_blocker {
+            if matches!(self.units[d].status, S::Quarantined | S::Disabled | S::Downtime | S::Completed | S::Failed) {
+                continue;
+            }
+            self.stop_liveness(d);
+            if let Some(t) = self.units[d].probe_task.take() {
+                t.abort();
+            }
+            let dep = self.name(d);
+            self.units[d].status = S::Blocked;
+            self.units[d].blocked_by = vec![via.clone()];
+            self.units[d].last_error = Some(format!("blocked: {via} is not available"));
+            if self.units[d].proc.is_some() && !self.units[d].stopping {
+                tracing::warn!("{dep}: stopping, its dependency {via} is quarantined");
+                self.stop_unit(d, AfterStop::Nothing);
+            }
+            self.services.metrics.component_up(&dep, false);
+            self.event("blocked", &dep, "blocked", Some(json!({"blocked_by": [via]})));
+        }
+    }
+
+    fn update_quarantine_gauge(&self) {
+        let n = self.units.iter().filter(|u| u.status == S::Quarantined).count();
+        self.services.metrics.quarantined(n);
+    }
+
+    /// Raises an alert without blocking the dispatcher (the webhook may take up to 5 s).
+    fn alert(&self, message: String, severity: Severity, context: serde_json::Value) {
+        let alerts = self.services.alerts.clone();
+        tokio::spawn(async move {
+            if let Err(e) = alerts.raise(message, severity, context).await {
+                tracing::warn!("cannot write the alert: {e}");
+            }
+        });
+    }
+
+    // ----- control ----------------------------------------------------------------------------
+
+    fn on_request(&mut self, envelope: Envelope) {
+        let response = match envelope.request {
+            Request::Status => Response::state(self.snapshot_json()),
+            Request::QuarantineReload => self.reload_quarantine(),
+            Request::Restart { component } => self.with_component(&component, Self::operator_restart),
+            Request::Stop { component } => self.with_component(&component, Self::operator_stop),
+            Request::Start { component } => self.with_component(&component, Self::operator_start),
+        };
+        let _ = envelope.reply.send(response);
+    }
+
+    fn with_component(&mut self, name: &str, op: fn(&mut Self, usize) -> Response) -> Response {
+        if self.shutdown.is_some() {
+            return Response::error("the boot is shutting down");
+        }
+        match self.units.iter().position(|u| u.cfg.name.as_str() == name) {
+            Some(idx) => op(self, idx),
+            None => {
+                let names = self.units.iter().map(|u| u.cfg.name.as_str());
+                let hint = crate::config::load::did_you_mean(name, names).map(|s| format!("; did you mean `{s}`?"));
+                Response::error(format!("no component named `{name}`{}", hint.unwrap_or_default()))
+            }
+        }
+    }
+
+    fn operator_restart(&mut self, idx: usize) -> Response {
+        let name = self.name(idx);
+        match self.units[idx].status {
+            S::Quarantined => Response::error(format!("{name} is quarantined: release it first")),
+            S::Healthy | S::Starting | S::Unhealthy if self.units[idx].proc.is_some() => {
+                self.stop_liveness(idx);
+                if let Some(t) = self.units[idx].probe_task.take() {
+                    t.abort();
+                }
+                self.units[idx].status = S::Backoff;
+                self.units[idx].restarting = self.units[idx].ever_ready;
+                self.units[idx].restarts += 1;
+                self.services.metrics.restart(&name, RestartReason::Operator);
+                self.event("restart", &name, "operator", None);
+                self.stop_unit(idx, AfterStop::Restart(Duration::ZERO));
+                Response::ok(format!("restarting {name}"))
+            }
+            S::Backoff => Response::ok(format!("{name} is already restarting")),
+            _ => self.operator_start(idx),
+        }
+    }
+
+    fn operator_stop(&mut self, idx: usize) -> Response {
+        let name = self.name(idx);
+        if self.units[idx].status == S::Quarantined {
+            return Response::error(format!("{name} is quarantined (already stopped)"));
+        }
+        self.stop_liveness(idx);
+        if let Some(t) = self.units[idx].probe_task.take() {
+            t.abort();
+        }
+        self.units[idx].status = S::Stopped;
+        self.event("stop", &name, "operator", None);
+        if self.units[idx].proc.is_some() && !self.units[idx].stopping {
+            self.stop_unit(idx, AfterStop::Nothing);
+        }
+        self.mark_dirty();
+        Response::ok(format!("stopping {name}"))
+    }
+
+    fn operator_start(&mut self, idx: usize) -> Response {
+        let name = self.name(idx);
+        match self.units[idx].status {
+            S::Quarantined => {
+                Response::error(format!("{name} is quarantined: release it with `razar quarantine release {name}`"))
+            }
+            S::Healthy | S::Starting | S::Backoff | S::Pending => {
+                Response::ok(format!("{name} is already {}", self.units[idx].status.as_str()))
+            }
+            _ if self.units[idx].stopping => Response::error(format!("{name} is still stopping; try again")),
+            _ => {
+                self.make_pending(idx);
+                self.event("start", &name, "operator", None);
+                Response::ok(format!("starting {name}"))
+            }
+        }
+    }
+
+    /// Puts a component back in line to launch with a fresh budget, and lifts blocks that no
+    /// longer hold.
+    fn make_pending(&mut self, idx: usize) {
+        let u = &mut self.units[idx];
+        u.status = S::Pending;
+        u.attempts = 0;
+        u.ever_ready = false;
+        u.restart_times.clear();
+        u.blocked_by.clear();
+        u.last_error = None;
+        self.unblock();
+        self.mark_dirty();
+    }
+
+    /// Blocked components whose dependencies are no longer dead go back to pending.
+    fn unblock(&mut self) {
+        loop {
+            let dead = |u: &Unit| {
+                matches!(u.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped)
+            };
+            let freed: Vec<usize> = (0..self.units.len())
+                .filter(|&i| self.units[i].status == S::Blocked)
+                .filter(|&i| self.plan.deps[i].iter().all(|e| !dead(&self.units[e.on])))
+                .collect();
+            if freed.is_empty() {
+                return;
+            }
+            for i in freed {
+                self.units[i].status = S::Pending;
+                self.units[i].blocked_by.clear();
+                self.units[i].last_error = None;
+            }
+        }
+    }
+
+    /// Applies the ledger: newly quarantined components stop, released ones start again.
+    fn reload_quarantine(&mut self) -> Response {
+        let entries = match self.services.ledger.list() {
+            Ok(e) => e,
+            Err(e) => return Response::error(format!("cannot read the quarantine ledger: {e}")),
+        };
+        let listed: std::collections::HashSet<String> = entries.iter().map(|e| e.name.to_string()).collect();
+        let mut stopped = Vec::new();
+        let mut released = Vec::new();
+        for idx in 0..self.units.len() {
+            let name = self.name(idx);
+            let in_ledger = listed.contains(&name);
+            let quarantined = self.units[idx].status == S::Quarantined;
+            if in_ledger && !quarantined {
+                self.stop_liveness(idx);
+                if let Some(t) = self.units[idx].probe_task.take() {
+                    t.abort();
+                }
+                self.units[idx].status = S::Quarantined;
+                self.units[idx].last_error = Some("quarantined by the operator".into());
+                if self.units[idx].proc.is_some() && !self.units[idx].stopping {
+                    self.stop_unit(idx, AfterStop::Nothing);
+                }
+                self.services.metrics.component_up(&name, false);
+                self.event("quarantine", &name, "quarantined", Some(json!({"source": "ledger"})));
+                self.block_dependents(idx);
+                stopped.push(name);
+            } else if !in_ledger && quarantined {
+                self.event("quarantine", &name, "released", None);
+                self.make_pending(idx);
+                released.push(name);
+            }
+        }
+        self.update_quarantine_gauge();
+        self.mark_dirty();
+        Response::ok(format!("quarantined: [{}]; released: [{}]", stopped.join(", "), released.join(", ")))
+    }
+
+    /// The live state, as `logs/razar_state.json` would hold it now.
+    fn snapshot_json(&mut self) -> serde_json::Value {
+        self.refresh_state();
+        serde_json::to_value(&self.state).unwrap_or_default()
+    }
+
+    fn refresh_state(&mut self) {
+        self.state.components = self.units.iter().map(Unit::snapshot).collect();
+        self.state.quarantine =
+            self.units.iter().filter(|u| u.status == S::Quarantined).map(|u| u.cfg.name.to_string()).collect();
     }
 
     // ----- timers -----------------------------------------------------------------------------
@@ -1017,6 +1373,18 @@ impl Dispatcher {
         let mut run = Run::new(self.started_epoch, comps, self.started.elapsed().as_secs_f64());
         run.mission = self.state.mission.clone();
         run.boot_id = self.state.boot_id.clone();
+        self.services.metrics.boot_summary(&BootSummary {
+            components: run.component_total as usize,
+            succeeded: run.component_successes as usize,
+            failed: run.component_failures as usize,
+            retries: u64::from(run.retry_total),
+            first_attempt_successes: run.first_attempt_successes as usize,
+            total_time: Duration::from_secs_f64(run.total_time),
+            success_rate: run.success_rate,
+        });
+        if let Err(e) = crate::metrics::textfile::write(&self.cfg.metrics.textfile, &self.services.metrics) {
+            tracing::warn!("cannot write the metrics textfile: {e}");
+        }
         let path = self.paths.boot_history();
         let result = History::load(&path).and_then(|mut h| {
             h.record(run);
@@ -1060,9 +1428,7 @@ impl Dispatcher {
 
     fn flush(&mut self) {
         self.last_flush = Instant::now();
-        self.state.components = self.units.iter().map(Unit::snapshot).collect();
-        self.state.quarantine =
-            self.units.iter().filter(|u| u.status == S::Quarantined).map(|u| u.cfg.name.to_string()).collect();
+        self.refresh_state();
         if let Err(e) = self.store.save(&self.state) {
             tracing::error!("cannot write the state file: {e}");
         }
@@ -1133,6 +1499,25 @@ fn end_word(end: End) -> &'static str {
         End::Signalled(Signal::SIGINT) => "interrupted",
         End::Signalled(_) => "terminated",
     }
+}
+
+/// The next control request, or never when the socket is not served.
+async fn next_request(rx: &mut Option<mpsc::Receiver<Envelope>>) -> Option<Envelope> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The last 64 KiB of a component's log, for the failure diagnosis.
+fn log_tail(path: &std::path::Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else { return String::new() };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(64 * 1024)));
+    let mut buf = Vec::new();
+    let _ = f.read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Stops processes that daemonized out of their component's group and were re-parented to

@@ -37,6 +37,24 @@ pub fn same_process(pid: u32, start: u64) -> bool {
     alive(pid) && start_time(pid) == Some(start)
 }
 
+/// Resolves when process `pid` exits, whoever its parent is (a pidfd becomes readable at exit).
+pub async fn wait_exit(pid: u32) -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        // Already gone: nothing to wait for.
+        return if e.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(e) };
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the AsyncFd owns `fd`, so it stays open for as long as it is registered.
+    let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)? };
+    let _ready = fd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +67,16 @@ mod tests {
         assert!(same_process(me, start_time(me).unwrap()));
         assert!(!same_process(me, start_time(me).unwrap() + 1));
         assert!(group_exists(pgid(me).unwrap()));
+    }
+
+    #[tokio::test]
+    async fn wait_exit_resolves_for_a_process_that_is_not_our_child_too() {
+        let mut child = std::process::Command::new("sleep").arg("0.2").spawn().unwrap();
+        let pid = child.id();
+        let waiter = tokio::spawn(wait_exit(pid));
+        // Reap on another thread so the exit is observed through the pidfd, not wait().
+        std::thread::spawn(move || child.wait()).join().unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap().unwrap();
+        assert!(wait_exit(pid).await.is_ok(), "an already-gone pid resolves at once");
     }
 }

@@ -487,3 +487,65 @@ fn failed_handshake_keeps_existing_files_intact() {
         }
     }
 }
+
+// ----- the handshake inside `razar boot` ------------------------------------------------------
+
+fn events_of(r: &Razar, event: &str) -> Vec<Value> {
+    r.jsonl("logs/razar.log").into_iter().filter(|e| e["event"] == event).collect()
+}
+
+#[test]
+fn boot_records_the_handshake_and_skips_components_in_downtime() {
+    let crown = Crown::reply(json!({
+        "ack": "CROWN-ACK", "capabilities": ["GLM-4.1V"], "crown_version": "2.0",
+        "downtime": {"beta": {"description": "disk swap", "diff": "--- a\n+++ b\n"}, "../etc": {"description": "x"}}
+    }));
+    let r = root_with(json!({"url": crown.url()}));
+    r.run(&["boot"]).expect_code(0);
+    let state = r.json("logs/razar_state.json");
+    assert_eq!(state["handshake"]["acknowledgement"], "CROWN-ACK");
+    assert_eq!(state["handshake"]["crown_version"], "2.0");
+    assert_eq!(state["capabilities"], json!(["GLM-4.1V"]));
+    assert_eq!(state["glm4v_present"], true);
+    assert!(state["downtime"]["beta"].is_object());
+    assert!(state["downtime"].get("../etc").is_none(), "unknown names never reach the state");
+    assert_eq!(r.component_state("beta")["state"], "downtime");
+    assert!(r.component_state("beta")["last_error"].as_str().unwrap().contains("disk swap"));
+    assert_eq!(r.component_state("alpha")["state"], "completed");
+    let launched: Vec<Value> = events_of(&r, "launch");
+    assert!(launched.iter().all(|e| e["component"] != "beta"), "a component in downtime was launched");
+    assert_eq!(crown.brief()["current_status"], json!({"alpha": "pending", "beta": "pending"}));
+}
+
+#[test]
+fn boot_aborts_before_any_launch_when_the_crown_fails_and_keeps_the_state() {
+    let crown = Crown::start(Behavior::Silent);
+    let r = root_with(json!({"url": crown.url(), "timeout": "500ms"}));
+    r.write("logs/razar_state.json", "{\"phase\": \"stopped\", \"mission\": \"earlier\"}\n");
+    let before = r.read("logs/razar_state.json");
+    let out = r.run(&["boot"]);
+    out.expect_code(3);
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    assert!(events_of(&r, "launch").is_empty(), "a component started despite the failed handshake");
+    assert!(!r.path("logs/components").exists());
+    assert_eq!(r.read("logs/razar_state.json"), before, "the state file was changed");
+}
+
+#[test]
+fn handshake_only_gates_ci_jobs() {
+    let crown = Crown::reply(json!({"ack": "ok", "capabilities": ["GLM-4.1V", "review"]}));
+    let r = root_with(json!({"url": crown.url()}));
+    let out = r.run(&["boot", "--handshake-only", "--require-capability", "review"]);
+    out.expect_code(0);
+    assert!(out.stdout.contains("acknowledgement: ok"), "{}", out.stdout);
+    assert!(events_of(&r, "launch").is_empty(), "--handshake-only launched a component");
+    let out = r.run(&["boot", "--handshake-only", "--require-capability", "vision"]);
+    out.expect_code(5);
+    assert!(out.stderr.contains("vision"), "{}", out.stderr);
+
+    let offline = root_with(json!({}));
+    let out = offline.run(&["boot", "--handshake-only"]);
+    out.expect_code(0);
+    assert!(out.stderr.contains("offline"), "{}", out.stderr);
+    assert!(out.stdout.contains("capabilities: GLM4V_OFFLINE"), "{}", out.stdout);
+}

@@ -8,3 +8,5 @@ mod config;
 mod crown;
 mod layers;
 mod quarantine;
+mod supervise;
+mod status;
