@@ -8,5 +8,5 @@ mod config;
 mod crown;
 mod layers;
 mod quarantine;
-mod supervise;
 mod status;
+mod supervise;
