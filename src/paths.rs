@@ -79,6 +79,9 @@ impl Paths {
     pub fn lock(&self) -> PathBuf {
         self.join(".razar/boot.lock")
     }
+    pub fn launch_journal(&self) -> PathBuf {
+        self.join(".razar/launched.jsonl")
+    }
     pub fn control_socket(&self) -> PathBuf {
         self.join(".razar/control.sock")
     }

@@ -22,7 +22,7 @@ use crate::layers;
 use crate::metrics::{self, HandshakeResult, Metrics};
 use crate::paths::Paths;
 use crate::quarantine::{self, Entry, Ledger, Source};
-use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services};
+use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services, Signals};
 use crate::sequencer::history::History;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
@@ -36,7 +36,51 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
     }
     let extra_brief = args.brief.as_ref().map(|f| read_brief_fields(&paths.join(f))).transpose()?;
 
-    let _lock = BootLock::acquire(paths)?;
+    let mut signals = Signals::new().map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+    // Until the dispatcher owns the stack, a signal abandons the preparation: dropping it ends
+    // the handshake and kills any pip build's process group; nothing has been launched yet.
+    let prepared = tokio::select! {
+        r = prepare(paths, &args, cfg, extra_brief) => r?,
+        sig = signals.recv() => {
+            eprintln!("razar: {sig} before any component was launched; stopping");
+            return Ok(signal_code(sig));
+        }
+    };
+    let Some(prepared) = prepared else { return Ok(exit::SUCCESS) };
+    let end =
+        prepared.dispatcher.run(signals).await.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+    drop(prepared.guards);
+    Ok(match end {
+        End::Finished { failed: 0 } => exit::SUCCESS,
+        End::Finished { .. } | End::Halted => exit::BOOT_HALTED,
+        End::Signalled(sig) => signal_code(sig),
+    })
+}
+
+/// What `prepare` hands over: the dispatcher, and what must live as long as it runs.
+struct Prepared {
+    dispatcher: Dispatcher,
+    guards: Guards,
+}
+
+struct Guards {
+    _lock: BootLock,
+    _exporter: Option<AbortOnDrop<()>>,
+    _control: SocketGuard,
+}
+
+fn signal_code(sig: Signal) -> u8 {
+    if sig == Signal::SIGINT { exit::SIGINT } else { exit::SIGTERM }
+}
+
+/// Everything before launch (DESIGN §5 steps 1–6). `None`: `--handshake-only` is done.
+async fn prepare(
+    paths: &Paths,
+    args: &BootArgs,
+    cfg: Config,
+    extra_brief: Option<Map<String, Value>>,
+) -> Result<Option<Prepared>> {
+    let lock = BootLock::acquire(paths)?;
     raise_open_files_limit();
     // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
     if let Err(e) = reaper::become_subreaper() {
@@ -46,21 +90,22 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
 
     let store = StateStore::new(paths.state());
     let previous = store.load()?;
-    let adopted = match (&previous, args.resume) {
-        (Some(prev), true) => adoptable(prev, &cfg),
+    let ledger = Ledger::new(paths);
+    let mut adopted = match (&previous, args.resume) {
+        (Some(prev), true) => adoptable(prev, &cfg, &ledger),
         _ => Vec::new(),
     };
-    if let Some(prev) = &previous {
-        let mut leftover = prev.clone();
-        leftover.components.retain(|c| !adopted.iter().any(|a| a.name == c.id));
-        let reaped = leftovers::reap(&leftover, Duration::from_secs(5)).await;
-        if !reaped.is_empty() {
-            tracing::warn!(
-                "stopped {} component(s) left running by a previous boot: {}",
-                reaped.len(),
-                reaped.join(", ")
-            );
-        }
+    let mut leftover = leftovers::recorded(previous.as_ref(), &paths.launch_journal())?;
+    leftover.retain(|l| !adopted.iter().any(|a| a.pid == l.pid));
+    let reaped = leftovers::reap(&leftover, |name| stop_settings(&cfg, name)).await;
+    if !reaped.is_empty() {
+        tracing::warn!("stopped {} component(s) left running by a previous boot: {}", reaped.len(), reaped.join(", "));
+    }
+    leftovers::reset(&paths.launch_journal())?;
+    for a in &adopted {
+        let l =
+            leftovers::Launched { component: a.name.clone(), pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time) };
+        leftovers::record(&paths.launch_journal(), &l)?;
     }
 
     let metrics = Metrics::new();
@@ -75,7 +120,7 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         downtime: Value::Object(Map::new()),
         ..StateFile::default()
     };
-    let _exporter = if cfg.metrics.enabled && !args.no_metrics {
+    let exporter = if cfg.metrics.enabled && !args.no_metrics {
         let addr = metrics::exporter::resolve_addr(&cfg.metrics, &ProcessEnv)?;
         let exporter = metrics::exporter::Exporter::bind(addr).await?;
         let url = exporter.url();
@@ -89,9 +134,9 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
     let server = control::server::bind(paths)
         .await
         .map_err(|e| Error::Internal(format!("cannot serve the control socket: {e}")))?;
-    let _control = SocketGuard { paths: paths.clone(), _task: AbortOnDrop(tokio::spawn(server.serve(control_tx))) };
+    let control_guard =
+        SocketGuard { paths: paths.clone(), _task: AbortOnDrop(tokio::spawn(server.serve(control_tx))) };
 
-    let ledger = Ledger::new(paths);
     let open_issues: Vec<Value> = ledger
         .list()?
         .iter()
@@ -119,7 +164,15 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         }
         println!("acknowledgement: {}", outcome.acknowledgement);
         println!("capabilities: {}", outcome.capabilities.join(", "));
-        return Ok(exit::SUCCESS);
+        return Ok(None);
+    }
+    // An adopted component the Crown put in downtime is stopped like any other leftover.
+    let (down, keep): (Vec<Adopted>, Vec<Adopted>) =
+        adopted.into_iter().partition(|a| outcome.downtime.keys().any(|n| n.as_str() == a.name));
+    adopted = keep;
+    for a in &down {
+        let (signal, grace) = stop_settings(&cfg, &a.name);
+        crate::supervise::terminate::stop_group(a.pgid, signal, grace).await;
     }
     state.handshake = Some(outcome.state_json());
     state.capabilities = outcome.capabilities.clone();
@@ -133,11 +186,15 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         built.into_iter().map(|(name, r)| (name, r.map_err(|e| e.to_string()))).collect();
 
     let history = History::load(&paths.boot_history())?;
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("razar/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
-    let alerts = Alerts::new(paths, alerts::webhook_from_env(), http.clone());
+    // Probes talk to the host's own services: proxy variables in razar's environment must not
+    // send them elsewhere. The webhook may legitimately need the proxy.
+    let client = |proxy: bool| {
+        let builder = reqwest::Client::builder().user_agent(concat!("razar/", env!("CARGO_PKG_VERSION")));
+        let builder = if proxy { builder } else { builder.no_proxy() };
+        builder.build().map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))
+    };
+    let http = client(false)?;
+    let alerts = Alerts::new(paths, alerts::webhook_from_env(), client(true)?);
     let services = Services { metrics, alerts, ledger: ledger.clone(), control: Some(control_rx), layers };
     let opts = Options { retries: args.retries, keep_going: args.keep_going, jobs: args.jobs.or(cfg.jobs) };
     let cfg = Arc::new(cfg);
@@ -176,22 +233,16 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
         dispatcher.adopt(a);
     }
 
-    let end = dispatcher.run().await.map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
-    Ok(match end {
-        End::Finished { failed: 0 } => exit::SUCCESS,
-        End::Finished { .. } | End::Halted => exit::BOOT_HALTED,
-        End::Signalled(Signal::SIGINT) => exit::SIGINT,
-        End::Signalled(_) => exit::SIGTERM,
-    })
+    Ok(Some(Prepared { dispatcher, guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard } }))
 }
 
 /// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,
 /// and still the very same process (PID, start time and group checked, not just the PID).
-fn adoptable(prev: &StateFile, cfg: &Config) -> Vec<Adopted> {
+fn adoptable(prev: &StateFile, cfg: &Config, ledger: &Ledger) -> Vec<Adopted> {
     prev.components
         .iter()
         .filter(|c| c.state == ComponentStatus::Healthy)
-        .filter(|c| cfg.component(&c.id).is_some_and(|k| k.enabled))
+        .filter(|c| cfg.component(&c.id).is_some_and(|k| k.enabled && !ledger.is_quarantined(&k.name)))
         .filter_map(|c| {
             let (pid, pgid, start) = (c.pid?, c.pgid?, c.start_time?);
             (procfs::same_process(pid, start) && procfs::pgid(pid) == Some(pgid)).then(|| Adopted {
@@ -203,6 +254,13 @@ fn adoptable(prev: &StateFile, cfg: &Config) -> Vec<Adopted> {
             })
         })
         .collect()
+}
+
+/// The signal and grace a component is stopped with (the defaults for one no longer in the
+/// config).
+fn stop_settings(cfg: &Config, name: &str) -> (Signal, Duration) {
+    let s = cfg.component(name).map(|c| c.shutdown.clone()).unwrap_or_default();
+    (s.signal, s.grace)
 }
 
 /// `--brief F`: a JSON object of extra mission-brief fields.

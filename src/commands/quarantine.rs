@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::exit;
 use crate::paths::Paths;
 use crate::quarantine::{Entry, Ledger, LedgerError, Source};
+use crate::sequencer::history::History;
 
 /// A ledger change that a running boot must act on: stop an added component, start a
 /// released one.
@@ -30,7 +31,7 @@ pub async fn run(paths: &Paths, args: QuarantineArgs) -> Result<u8> {
         QuarantineCommand::List(a) => return list(&ledger, a.json),
         QuarantineCommand::Show(a) => return show(&ledger, &a),
         QuarantineCommand::Add(a) => add(paths, &ledger, &a)?,
-        QuarantineCommand::Release(a) => release(&ledger, &a)?,
+        QuarantineCommand::Release(a) => release(paths, &ledger, &a)?,
     };
     // The ledger is changed and durable here; a running boot is told after this point.
     report(&change);
@@ -191,11 +192,25 @@ fn configured_component(
     )))
 }
 
-fn release(ledger: &Ledger, args: &QuarantineReleaseArgs) -> Result<Change> {
+fn release(paths: &Paths, ledger: &Ledger, args: &QuarantineReleaseArgs) -> Result<Change> {
     let name = component_name(&args.component)?;
     let note = args.note.as_deref().map(str::trim).filter(|n| !n.is_empty());
     match ledger.release(&name, note) {
-        Ok(entry) => Ok(Change::Released(entry)),
+        Ok(entry) => {
+            // A released component starts with a clean slate: otherwise the failure limit
+            // would quarantine it again before its next launch.
+            let path = paths.boot_history();
+            let forgiven = History::load(&path).and_then(|mut h| {
+                if h.component_failures.remove(name.as_str()).is_some() {
+                    h.save(&path)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = forgiven {
+                eprintln!("razar: warning: cannot reset {name}'s failure count in {}: {e}", path.display());
+            }
+            Ok(Change::Released(entry))
+        }
         Err(LedgerError::NotQuarantined { name }) => {
             Err(Error::Usage(format!("`{name}` is not quarantined; nothing to release (see `razar quarantine list`)")))
         }

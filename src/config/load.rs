@@ -188,7 +188,15 @@ impl Env for ProcessEnv {
 pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> {
     let doc = read_document(file).map_err(|d| Invalid(vec![d]))?;
     let mut diags = Diags { file, list: Vec::new() };
-    let raw: RawConfig = parse_object(&doc, &known_fields::<RawConfig>(), "", &mut diags);
+    // `components` is checked element by element below, so each problem is reported once
+    // against the element's own path.
+    let mut top = doc.clone();
+    if let Some(obj) = top.as_object_mut()
+        && obj.contains_key("components")
+    {
+        obj.insert("components".into(), Value::Array(Vec::new()));
+    }
+    let raw: RawConfig = parse_object(&top, &known_fields::<RawConfig>(), "", &mut diags);
 
     let component_fields = known_fields::<RawComponent>();
     let raw_components: Vec<(usize, RawComponent)> = match doc.get("components") {
@@ -197,7 +205,10 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
             .enumerate()
             .map(|(i, v)| (i, parse_object(v, &component_fields, &format!("components[{i}]"), &mut diags)))
             .collect(),
-        Some(_) => Vec::new(), // reported by parse_object above
+        Some(other) => {
+            diags.push("components", format!("expected a list of components, found {}", type_name(other)));
+            Vec::new()
+        }
         None => {
             diags.push("components", "missing: list the stack's components under `components`");
             Vec::new()
@@ -213,8 +224,10 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
     if raw.jobs == Some(0) {
         diags.push("jobs", "must be at least 1 (omit it for no limit)");
     }
-    let used: BTreeMap<String, Vec<String>> =
-        layers.into_iter().filter(|(name, _)| components.iter().any(|c| c.layer.as_deref() == Some(name))).collect();
+    let used: BTreeMap<String, Vec<String>> = layers
+        .into_iter()
+        .filter(|(name, _)| components.iter().any(|c| c.enabled && c.layer.as_deref() == Some(name)))
+        .collect();
     let mut list = diags.list;
     if !list.is_empty() {
         list.sort_by(|a, b| a.file.cmp(&b.file));
@@ -260,6 +273,9 @@ fn load_layers(
     };
     let mut env_diags = Diags { file: env_file, list: Vec::new() };
     let raw: RawEnv = parse_object(&doc, &known_fields::<RawEnv>(), "", &mut env_diags);
+    if doc.get("layers").is_none() {
+        env_diags.push("layers", "missing: give `layers: {name: [pip requirement, ...]}`");
+    }
     for (name, reqs) in &raw.layers {
         if ComponentName::new(name).is_err() {
             env_diags.push(format!("layers.{name}"), "layer names use A-Z a-z 0-9 _ . - only");
@@ -348,6 +364,12 @@ fn resolve_components(
             None if raw.health_check.is_some() => Kind::Service,
             None => Kind::Task,
         };
+        if kind == Kind::Task && raw.liveness.is_some() && raw.health_check.is_none() {
+            diags.push(
+                at("liveness"),
+                "a component without a readiness probe is a task and gets no liveness probe: add `health_check` or remove `liveness`",
+            );
+        }
         let mut deps = Vec::new();
         let mut idx = Vec::new();
         let edges: Vec<(String, raw::RawEdge)> = match &raw.depends_on {
@@ -417,7 +439,7 @@ fn resolve_components(
                 priority: raw.priority,
                 depends_on: deps,
                 env,
-                working_dir: raw.working_dir.as_ref().map(|w| root.join(w)),
+                working_dir: raw.working_dir.as_ref().map_or_else(|| root.to_path_buf(), |w| root.join(w)),
                 layer: raw.layer.clone(),
                 health_check,
                 liveness,
@@ -728,6 +750,19 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn each_problem_is_reported_once_at_its_own_path() {
+        let got = problems("c.json", r#"{"components": [{"name": "a", "command": "x", "jobs": 1}]}"#);
+        assert_eq!(got, vec!["components[0].jobs: unknown field `jobs`".to_owned()]);
+        let got = problems("c.json", r#"{"components": {"a": 1}}"#);
+        assert_eq!(got, vec!["components: expected a list of components, found an object".to_owned()]);
+        let got = problems(
+            "c.json",
+            r#"{"components": [{"name": "a", "command": "x", "liveness": {"tcp": "127.0.0.1:1"}}]}"#,
+        );
+        assert!(got[0].starts_with("components[0].liveness: a component without a readiness probe"), "{got:?}");
     }
 
     #[test]

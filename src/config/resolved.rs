@@ -98,7 +98,8 @@ pub struct Component {
     pub priority: Option<i64>,
     pub depends_on: Vec<Dependency>,
     pub env: BTreeMap<String, String>,
-    pub working_dir: Option<PathBuf>,
+    /// Where the component runs: `working_dir` under the root, else the root itself.
+    pub working_dir: PathBuf,
     pub layer: Option<String>,
     pub health_check: Option<Probe>,
     pub liveness: Option<Probe>,

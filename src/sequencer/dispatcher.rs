@@ -36,7 +36,7 @@ use crate::quarantine::{Entry, Ledger, Source};
 use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
 use crate::supervise::terminate::{self, StopOutcome};
-use crate::supervise::{procfs, reaper};
+use crate::supervise::{leftovers, procfs, reaper};
 
 /// The shortest gap between two state-file writes while many components change at once;
 /// phase changes and the final state are written immediately.
@@ -71,6 +71,27 @@ pub struct Adopted {
     pub pgid: i32,
     pub start_time: u64,
     pub ready_at: Option<String>,
+}
+
+/// SIGINT and SIGTERM, watched from the start of a boot so that neither kills razar with the
+/// stack half started.
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    pub async fn recv(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.int.recv() => Signal::SIGINT,
+            _ = self.term.recv() => Signal::SIGTERM,
+        }
+    }
 }
 
 /// How a boot ended.
@@ -151,6 +172,9 @@ struct Unit {
     restart_times: Vec<f64>,
     liveness_task: Option<AbortHandle>,
     liveness: Tracker,
+    last_liveness: Option<(bool, String)>,
+    /// Quarantined by this boot (its restart budget ran out), which counts as a failure.
+    quarantined_now: bool,
     /// Dependencies (condition healthy) that are restarting right now.
     dependency_restarting: Vec<String>,
 }
@@ -224,6 +248,8 @@ impl Dispatcher {
                 restart_times: Vec::new(),
                 liveness_task: None,
                 liveness: Tracker::default(),
+                last_liveness: None,
+                quarantined_now: false,
                 dependency_restarting: Vec::new(),
             })
             .collect();
@@ -290,9 +316,7 @@ impl Dispatcher {
     }
 
     /// Boots and supervises until every component has ended for good, a halt, or a signal.
-    pub async fn run(mut self) -> std::io::Result<End> {
-        let mut sigint = signal(SignalKind::interrupt())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
+    pub async fn run(mut self, mut signals: Signals) -> std::io::Result<End> {
         self.state.phase = Some(Phase::Launching);
         self.event("boot", "", "launching", None);
         for (idx, edges) in self.plan.deps.clone().iter().enumerate() {
@@ -319,8 +343,7 @@ impl Dispatcher {
                 Some(msg) = self.rx.recv() => self.handle(msg),
                 Some(envelope) = next_request(&mut self.control) => self.on_request(envelope),
                 _ = sleep_until(next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))) => self.fire_timers(),
-                _ = sigint.recv() => self.on_signal(Signal::SIGINT),
-                _ = sigterm.recv() => self.on_signal(Signal::SIGTERM),
+                sig = signals.recv() => self.on_signal(sig),
             }
         }
     }
@@ -385,14 +408,7 @@ impl Dispatcher {
         for edge in &self.plan.deps[idx] {
             let dep = &self.units[edge.on];
             let name = dep.cfg.name.to_string();
-            let satisfied = match edge.condition {
-                Condition::Started => {
-                    dep.attempts > 0 && dep.proc.is_some() || matches!(dep.status, S::Healthy | S::Completed)
-                }
-                Condition::Healthy => matches!(dep.status, S::Healthy | S::Completed),
-                Condition::CompletedSuccessfully => dep.status == S::Completed,
-            };
-            if satisfied {
+            if dep.satisfies(edge.condition) {
                 continue;
             }
             let dead =
@@ -472,7 +488,7 @@ impl Dispatcher {
         let spec = SpawnSpec {
             argv: cfg.command.argv(),
             env,
-            working_dir: cfg.working_dir.clone(),
+            working_dir: Some(cfg.working_dir.clone()),
             log_path: self.paths.component_log(&cfg.name),
             log_pattern,
         };
@@ -490,6 +506,15 @@ impl Dispatcher {
                 return;
             }
         };
+        let launched = leftovers::Launched {
+            component: cfg.name.to_string(),
+            pid: spawned.pid,
+            pgid: spawned.pgid,
+            start_time: spawned.start_time,
+        };
+        if let Err(e) = leftovers::record(&self.paths.launch_journal(), &launched) {
+            tracing::warn!("cannot journal the launch of {}: {e}", cfg.name);
+        }
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));
         self.units[idx].proc =
             Some(Proc { pid: spawned.pid, pgid: spawned.pgid, start_time: spawned.start_time, exited: false });
@@ -544,7 +569,7 @@ impl Dispatcher {
 
     fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component) -> AbortHandle {
         let probe = cfg.health_check.clone().expect("has a probe");
-        let ctx = ExecContext { env: self.component_env(cfg), working_dir: cfg.working_dir.clone() };
+        let ctx = ExecContext { env: self.component_env(cfg), working_dir: Some(cfg.working_dir.clone()) };
         let http = self.http.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -661,10 +686,9 @@ impl Dispatcher {
         unit.ready_at = Some(clock::iso(now));
         unit.ready_seconds = Some(secs);
         let exited = unit.exit.as_ref().map(|(ok, _)| *ok);
-        unit.status = match (unit.cfg.kind, exited) {
-            (Kind::Task, _) | (_, Some(true)) => S::Completed,
-            _ => S::Healthy,
-        };
+        // A task without a probe becomes ready by exiting 0; one with a probe is healthy while
+        // it runs and completes when it exits 0.
+        unit.status = if exited == Some(true) { S::Completed } else { S::Healthy };
         let status = unit.status;
         let was_restarting = std::mem::replace(&mut self.units[idx].restarting, false);
         self.units[idx].ever_ready = true;
@@ -799,7 +823,7 @@ impl Dispatcher {
         let grace = if self.kill_now { Duration::ZERO } else { cfg.shutdown.grace };
         // Only a deliberate stop of a running component runs its `stop` command.
         let stop_cmd = if !proc.exited && after == AfterStop::Nothing { cfg.stop.clone() } else { None };
-        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: cfg.working_dir.clone() };
+        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: Some(cfg.working_dir.clone()) };
         let tx = self.tx.clone();
         tokio::spawn(async move {
             if let Some(cmd) = stop_cmd {
@@ -843,6 +867,19 @@ impl Dispatcher {
             return;
         }
         let name = self.name(idx);
+        if self.units[idx].cfg.restart.policy == RestartPolicy::Never {
+            // Supervision failures never halt the boot: the component fails on its own.
+            tracing::warn!("{name}: {error}; restart policy never");
+            self.stop_liveness(idx);
+            self.units[idx].status = S::Failed;
+            self.units[idx].last_error = Some(error.clone());
+            self.services.metrics.component_up(&name, false);
+            self.event("failure", &name, "failed", Some(json!({"error": error, "policy": "never"})));
+            if self.units[idx].proc.is_some() && !self.units[idx].stopping {
+                self.stop_unit(idx, AfterStop::Nothing);
+            }
+            return;
+        }
         self.stop_liveness(idx);
         if let Some(t) = self.units[idx].probe_task.take() {
             t.abort();
@@ -917,7 +954,7 @@ impl Dispatcher {
             // A log line proves a start, not continued life: nothing to poll.
             return;
         }
-        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: cfg.working_dir.clone() };
+        let ctx = ExecContext { env: self.component_env(&cfg), working_dir: Some(cfg.working_dir.clone()) };
         let http = self.http.clone();
         let tx = self.tx.clone();
         let task = tokio::spawn(async move {
@@ -948,7 +985,7 @@ impl Dispatcher {
         self.services.metrics.probe_observed(probe.kind.name(), outcome.duration, outcome.ok, unit.cfg.name.as_str());
         let verdict = unit.liveness.observe(outcome.ok, probe.success_threshold, probe.failure_threshold);
         let failures = unit.liveness.failures;
-        unit.last_probe = Some((outcome.ok, outcome.output.clone()));
+        unit.last_liveness = Some((outcome.ok, outcome.output.clone()));
         self.mark_dirty();
         if verdict == Verdict::Fail {
             let name = self.name(idx);
@@ -973,6 +1010,7 @@ impl Dispatcher {
         let name = self.name(idx);
         let unit = &mut self.units[idx];
         unit.status = S::Quarantined;
+        unit.quarantined_now = true;
         let reason = unit.last_error.clone().unwrap_or_else(|| "failed".into());
         let mut entry = Entry::for_component(&unit.cfg, reason.clone(), Source::Razar);
         entry.attempts = unit.attempts + unit.restarts;
@@ -1133,6 +1171,7 @@ impl Dispatcher {
         u.attempts = 0;
         u.ever_ready = false;
         u.restart_times.clear();
+        u.quarantined_now = false;
         u.blocked_by.clear();
         u.last_error = None;
         self.unblock();
@@ -1247,12 +1286,7 @@ impl Dispatcher {
                     if self.units[idx].status == S::Pending && self.shutdown.is_none() {
                         let dep = self.units[e.on].cfg.name.clone();
                         let waited = e.timeout.unwrap_or_default();
-                        let satisfied = match e.condition {
-                            Condition::Started => self.units[e.on].attempts > 0,
-                            Condition::Healthy => matches!(self.units[e.on].status, S::Healthy | S::Completed),
-                            Condition::CompletedSuccessfully => self.units[e.on].status == S::Completed,
-                        };
-                        if !satisfied {
+                        if !self.units[e.on].satisfies(e.condition) {
                             self.units[idx].last_error =
                                 Some(format!("{dep} did not reach {:?} within {waited:?}", e.condition));
                             self.final_failure(idx);
@@ -1324,7 +1358,7 @@ impl Dispatcher {
             return Some(end);
         }
         if self.units.iter().all(|u| u.settled()) {
-            let failed = self.units.iter().filter(|u| u.status == S::Failed).count();
+            let failed = self.units.iter().filter(|u| u.status == S::Failed || u.quarantined_now).count();
             return Some(End::Finished { failed });
         }
         None
@@ -1362,12 +1396,18 @@ impl Dispatcher {
         let comps: Vec<RunComponent> = self
             .units
             .iter()
-            .filter(|u| u.attempts > 0 || u.status == S::Blocked)
-            .map(|u| RunComponent {
-                name: u.cfg.name.to_string(),
-                attempts: u.attempts,
-                success: matches!(u.status, S::Healthy | S::Completed),
-                ready_seconds: u.ready_seconds,
+            // Only components with a verdict of their own: ready this run, or failed this run.
+            // Blocked ones, and ones a halt or signal stopped before they were ready, neither
+            // succeeded nor failed, so they do not move the cumulative failure count.
+            .filter_map(|u| {
+                let failed = u.attempts > 0 && matches!(u.status, S::Failed | S::Quarantined);
+                let success = !failed && u.ready_seconds.is_some();
+                (success || failed).then(|| RunComponent {
+                    name: u.cfg.name.to_string(),
+                    attempts: u.attempts,
+                    success,
+                    ready_seconds: u.ready_seconds,
+                })
             })
             .collect();
         let mut run = Run::new(self.started_epoch, comps, self.started.elapsed().as_secs_f64());
@@ -1442,6 +1482,16 @@ enum DepState {
 }
 
 impl Unit {
+    /// Whether a dependent waiting on this unit with `condition` may start. A task counts as
+    /// healthy once it has exited 0.
+    fn satisfies(&self, condition: Condition) -> bool {
+        match condition {
+            Condition::Started => self.proc.is_some() || matches!(self.status, S::Healthy | S::Completed),
+            Condition::Healthy => matches!(self.status, S::Healthy | S::Completed),
+            Condition::CompletedSuccessfully => self.status == S::Completed,
+        }
+    }
+
     /// No further launch will happen in this boot without outside help.
     fn settled(&self) -> bool {
         !matches!(self.status, S::Pending | S::Starting | S::Backoff | S::Unhealthy)
@@ -1463,6 +1513,11 @@ impl Unit {
                 kind: p.kind.name().to_owned(),
                 last_result: self.last_probe.as_ref().map(|(ok, _)| if *ok { "pass" } else { "fail" }.to_owned()),
                 last_output: self.last_probe.as_ref().map(|(_, o)| o.clone()),
+            }),
+            liveness: self.cfg.liveness.as_ref().map(|p| ProbeState {
+                kind: p.kind.name().to_owned(),
+                last_result: self.last_liveness.as_ref().map(|(ok, _)| if *ok { "pass" } else { "fail" }.to_owned()),
+                last_output: self.last_liveness.as_ref().map(|(_, o)| o.clone()),
             }),
             blocked_by: self.blocked_by.clone(),
             dependency_restarting: self.dependency_restarting.clone(),

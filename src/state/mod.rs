@@ -129,8 +129,12 @@ pub struct ComponentState {
     pub ready_seconds: Option<f64>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// The readiness probe (`health_check`) and its last result.
     #[serde(default)]
     pub probe: Option<ProbeState>,
+    /// The liveness probe and its last result, once the component is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<ProbeState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_by: Vec<String>,
     /// Dependencies (condition `healthy`) that are restarting right now.

@@ -163,6 +163,33 @@ fn keep_going_blocks_only_the_dependents() {
     assert_eq!(r.component_state("transitive")["blocked_by"], json!(["needs-broken"]));
     assert_eq!(r.component_state("independent")["state"], "completed");
     assert!(r.read("logs/components/broken.log").contains("boom"));
+    let failures = &r.json("logs/razar_boot_history.json")["component_failures"];
+    assert_eq!(failures, &json!({"broken": 1}), "blocked components did not fail themselves");
+}
+
+#[test]
+fn components_run_in_the_root_whatever_razars_working_directory() {
+    let r = Razar::new();
+    r.write("scripts/hello.sh", "pwd > where.txt\n");
+    r.config(json!({"components": [{"name": "rel", "kind": "task", "command": ["sh", "scripts/hello.sh"]}]}));
+    let out = r.command(&["boot"]).current_dir("/").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(r.read("where.txt").trim(), r.root().canonicalize().unwrap().to_str().unwrap());
+}
+
+#[test]
+fn a_task_with_a_probe_is_healthy_while_it_runs_and_completes_on_exit_0() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "job", "kind": "task", "command": "echo started; sleep 0.5; echo done", "health_check": {"log": "^started$"}},
+        {"name": "after", "kind": "task", "command": "true", "depends_on": {"job": {"condition": "completed_successfully"}}}
+    ]}));
+    r.run(&["boot"]).expect_code(0);
+    let ready = first_ts(&r, "ready", "job");
+    let complete = first_ts(&r, "complete", "job");
+    assert!(complete > ready, "the task completed only when it exited");
+    assert!(first_ts(&r, "launch", "after") >= complete, "completed_successfully waited for the exit");
+    assert_eq!(events(&r, "ready", "job")[0]["status"], "healthy");
 }
 
 #[test]

@@ -549,3 +549,19 @@ fn handshake_only_gates_ci_jobs() {
     assert!(out.stderr.contains("offline"), "{}", out.stderr);
     assert!(out.stdout.contains("capabilities: GLM4V_OFFLINE"), "{}", out.stdout);
 }
+
+#[test]
+fn a_signal_during_the_handshake_stops_razar_before_any_launch() {
+    let crown = Crown::start(Behavior::Silent);
+    let r = root_with(json!({"url": crown.url(), "timeout": "30s"}));
+    let mut child = r.spawn(&["boot"]);
+    crate::harness::wait_until("the brief to be sent", Duration::from_secs(10), || {
+        crown.seen().iter().any(|s| s.frame.is_some()).then_some(())
+    });
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(sent.elapsed() < Duration::from_secs(5), "razar waited for the Crown instead of stopping");
+    assert!(events_of(&r, "launch").is_empty());
+}

@@ -194,3 +194,21 @@ fn upstream_log_and_entries_are_continued_not_replaced() {
     assert!(added[2].ends_with("| boot_orchestrator | released | imports refactored |"), "{log}");
     assert!(added[3].ends_with("| db | quarantined | operator: disk full |"), "{log}");
 }
+
+#[test]
+fn release_forgives_the_cumulative_failures_so_the_next_boot_launches_it() {
+    let r = Razar::new();
+    r.config(json!({"components": [{"name": "flaky", "kind": "task", "command": "true"}]}));
+    r.write(
+        "logs/razar_boot_history.json",
+        &json!({"history": [], "component_failures": {"flaky": 5, "other": 2}}).to_string(),
+    );
+    // Over the failure limit: quarantined before launch.
+    r.run(&["boot"]).expect_code(0);
+    assert_eq!(r.component_state("flaky")["state"], "quarantined");
+    assert!(r.path("quarantine/flaky.json").exists());
+    r.run(&["quarantine", "release", "flaky", "--note", "fixed"]).expect_code(0);
+    assert_eq!(r.json("logs/razar_boot_history.json")["component_failures"], json!({"other": 2}));
+    r.run(&["boot"]).expect_code(0);
+    assert_eq!(r.component_state("flaky")["state"], "completed");
+}
