@@ -9,6 +9,8 @@ use crate::cli::{Cli, Command, LogFormat};
 use crate::error::Error;
 use crate::exit;
 use crate::paths::Paths;
+use crate::progress::{Board, BoardWriter};
+use std::sync::Arc;
 
 /// Parses `args`, runs the command, prints any error once and returns the exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
@@ -19,7 +21,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
             return if e.use_stderr() { exit::CONFIG } else { exit::SUCCESS };
         }
     };
-    init_tracing(&cli);
+    let board = live_board(&cli);
+    init_tracing(&cli, board.clone());
     let paths = Paths::new(absolute(&cli.global.root));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
@@ -28,7 +31,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
             return exit::INTERNAL;
         }
     };
-    let result = runtime.block_on(dispatch(cli, paths));
+    let result = runtime.block_on(dispatch(cli, paths, board));
     // Component tasks are done by now; anything left (a stuck DNS lookup) must not hold exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -41,10 +44,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
 }
 
-async fn dispatch(cli: Cli, paths: Paths) -> Result<u8, Error> {
+async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u8, Error> {
     use crate::commands;
     match cli.command {
-        Command::Boot(args) => commands::boot::run(&paths, &cli.global, args).await,
+        Command::Boot(args) => commands::boot::run(&paths, &cli.global, args, board).await,
         Command::Handshake(args) => commands::handshake::run(&paths, args).await,
         Command::Quarantine(args) => commands::quarantine::run(&paths, args).await,
         Command::Status(args) => commands::status::run(&paths, args).await,
@@ -60,17 +63,30 @@ fn absolute(root: &std::path::Path) -> std::path::PathBuf {
     std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf())
 }
 
-fn init_tracing(cli: &Cli) {
-    let default = match (cli.global.quiet, cli.global.verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+/// `razar boot` on a terminal with text logs shows a live board of the boot instead of a
+/// scrolling line per step (those stay in `logs/razar.log`; `-v` brings them back).
+fn live_board(cli: &Cli) -> Option<Arc<Board>> {
+    let wanted = matches!(cli.command, Command::Boot(_))
+        && cli.global.log_format == LogFormat::Text
+        && !cli.global.quiet
+        && cli.global.verbose == 0
+        && std::env::var_os("RAZAR_LOG").is_none();
+    if wanted { Board::for_stderr() } else { None }
+}
+
+fn init_tracing(cli: &Cli, board: Option<Arc<Board>>) {
+    let default = match (cli.global.quiet, cli.global.verbose, board.is_some()) {
+        (true, _, _) | (false, 0, true) => "warn",
+        (false, 0, false) => "info",
+        (false, 1, _) => "debug",
+        (false, _, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("RAZAR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    let _ = match cli.global.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = match (cli.global.log_format, board) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).with_writer(std::io::stderr).try_init(),
+        (LogFormat::Text, Some(board)) => builder.with_ansi(ansi).with_writer(BoardWriter(board)).try_init(),
+        (LogFormat::Text, None) => builder.with_ansi(ansi).with_writer(std::io::stderr).try_init(),
     };
 }

@@ -16,6 +16,8 @@ pub const CAPABILITY_MISSING: u8 = 5;
 pub const NOT_READY: u8 = 6;
 /// Internal error: an I/O failure or a bug. The message says what.
 pub const INTERNAL: u8 = 70;
+/// The terminal hung up (SIGHUP, 128 + 1); the stack was stopped in order.
+pub const SIGHUP: u8 = 129;
 /// Interrupted by SIGINT (128 + 2); the stack was stopped in order.
 pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM (128 + 15); the stack was stopped in order.
@@ -31,6 +33,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (CAPABILITY_MISSING, "a required Crown capability is missing"),
     (NOT_READY, "status --wait-ready: boot failed, stopped or timed out"),
     (INTERNAL, "internal error (I/O failure or bug)"),
+    (SIGHUP, "terminal hung up (SIGHUP); stack stopped"),
     (SIGINT, "interrupted by SIGINT; stack stopped"),
     (SIGTERM, "interrupted by SIGTERM; stack stopped"),
 ];

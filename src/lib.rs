@@ -21,6 +21,7 @@ pub mod layers;
 pub mod metrics;
 pub mod paths;
 pub mod probe;
+pub mod progress;
 pub mod quarantine;
 pub mod schema;
 pub mod sequencer;

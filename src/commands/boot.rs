@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
 
 use crate::alerts::{self, Alerts};
-use crate::cli::{BootArgs, Global};
+use crate::cli::{BootArgs, Global, LogFormat};
 use crate::clock;
 use crate::config::{self, Config, ProcessEnv};
 use crate::control;
@@ -21,6 +21,7 @@ use crate::exit;
 use crate::layers;
 use crate::metrics::{self, HandshakeResult, Metrics};
 use crate::paths::Paths;
+use crate::progress::Board;
 use crate::quarantine::{self, Entry, Ledger, Source};
 use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services, Signals};
 use crate::sequencer::history::History;
@@ -28,7 +29,7 @@ use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
 use crate::supervise::{leftovers, procfs, reaper};
 
-pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> {
+pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<Arc<Board>>) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
     let cfg = config::load(&file, &paths.root, &ProcessEnv)?;
     if args.jobs == Some(0) {
@@ -40,7 +41,7 @@ pub async fn run(paths: &Paths, _global: &Global, args: BootArgs) -> Result<u8> 
     // Until the dispatcher owns the stack, a signal abandons the preparation: dropping it ends
     // the handshake and kills any pip build's process group; nothing has been launched yet.
     let prepared = tokio::select! {
-        r = prepare(paths, &args, cfg, extra_brief) => r?,
+        r = prepare(paths, &args, cfg, extra_brief, board, global.log_format == LogFormat::Json) => r?,
         sig = signals.recv() => {
             eprintln!("razar: {sig} before any component was launched; stopping");
             return Ok(signal_code(sig));
@@ -70,7 +71,11 @@ struct Guards {
 }
 
 fn signal_code(sig: Signal) -> u8 {
-    if sig == Signal::SIGINT { exit::SIGINT } else { exit::SIGTERM }
+    match sig {
+        Signal::SIGINT => exit::SIGINT,
+        Signal::SIGHUP => exit::SIGHUP,
+        _ => exit::SIGTERM,
+    }
 }
 
 /// Everything before launch (DESIGN §5 steps 1–6). `None`: `--handshake-only` is done.
@@ -79,6 +84,8 @@ async fn prepare(
     args: &BootArgs,
     cfg: Config,
     extra_brief: Option<Map<String, Value>>,
+    board: Option<Arc<Board>>,
+    json_logs: bool,
 ) -> Result<Option<Prepared>> {
     let lock = BootLock::acquire(paths)?;
     raise_open_files_limit();
@@ -124,7 +131,11 @@ async fn prepare(
         let addr = metrics::exporter::resolve_addr(&cfg.metrics, &ProcessEnv)?;
         let exporter = metrics::exporter::Exporter::bind(addr).await?;
         let url = exporter.url();
-        eprintln!("razar: metrics at {url}");
+        if json_logs {
+            tracing::info!(metrics_url = %url, "metrics at {url}");
+        } else {
+            eprintln!("razar: metrics at {url}");
+        }
         state.metrics_url = Some(url);
         Some(AbortOnDrop(tokio::spawn(exporter.serve(metrics.clone()))))
     } else {
@@ -196,7 +207,8 @@ async fn prepare(
     let http = client(false)?;
     let alerts = Alerts::new(paths, alerts::webhook_from_env(), client(true)?);
     let services = Services { metrics, alerts, ledger: ledger.clone(), control: Some(control_rx), layers };
-    let opts = Options { retries: args.retries, keep_going: args.keep_going, jobs: args.jobs.or(cfg.jobs) };
+    let opts =
+        Options { retries: args.retries, keep_going: args.keep_going, jobs: args.jobs.or(cfg.jobs), board, json_logs };
     let cfg = Arc::new(cfg);
     let mut dispatcher = Dispatcher::new(cfg.clone(), paths.clone(), opts, state, http, services);
 

@@ -32,6 +32,7 @@ use crate::metrics::{BootSummary, Metrics, RestartReason};
 use crate::paths::Paths;
 use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
+use crate::progress::Board;
 use crate::quarantine::{Entry, Ledger, Source};
 use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
@@ -41,6 +42,10 @@ use crate::supervise::{leftovers, procfs, reaper};
 /// The shortest gap between two state-file writes while many components change at once;
 /// phase changes and the final state are written immediately.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// How long a log probe's output may take to drain after its process exited non-zero.
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
+/// How often the progress board is redrawn while nothing changes.
+const BOARD_REFRESH: Duration = Duration::from_millis(250);
 /// Longest a component's `stop` command may run.
 const STOP_COMMAND_LIMIT: Duration = Duration::from_secs(10);
 
@@ -50,6 +55,10 @@ pub struct Options {
     pub retries: u32,
     pub keep_going: bool,
     pub jobs: Option<usize>,
+    /// The live progress board, when stderr is a terminal (until ready or shutdown).
+    pub board: Option<Arc<Board>>,
+    /// `--log-format json`: razar's own messages go through tracing as JSON too.
+    pub json_logs: bool,
 }
 
 /// What the dispatcher reports to and reads from, besides its own state.
@@ -73,16 +82,22 @@ pub struct Adopted {
     pub ready_at: Option<String>,
 }
 
-/// SIGINT and SIGTERM, watched from the start of a boot so that neither kills razar with the
+/// SIGINT, SIGTERM and SIGHUP, watched from the start of a boot so that neither kills razar with the
 /// stack half started.
 pub struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    /// The terminal went away: the stack must not be left running without its supervisor.
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     pub fn new() -> std::io::Result<Self> {
-        Ok(Signals { int: signal(SignalKind::interrupt())?, term: signal(SignalKind::terminate())? })
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
 
     /// The next SIGINT or SIGTERM.
@@ -90,6 +105,7 @@ impl Signals {
         tokio::select! {
             _ = self.int.recv() => Signal::SIGINT,
             _ = self.term.recv() => Signal::SIGTERM,
+            _ = self.hup.recv() => Signal::SIGHUP,
         }
     }
 }
@@ -115,9 +131,24 @@ enum Msg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    ReadyDeadline { idx: usize, generation: u64 },
-    Backoff { idx: usize, generation: u64 },
-    DependencyTimeout { idx: usize, edge: usize },
+    ReadyDeadline {
+        idx: usize,
+        generation: u64,
+    },
+    /// The main process exited non-zero while a log probe waited: how long the output may
+    /// take to drain before the exit decides.
+    ExitSettle {
+        idx: usize,
+        generation: u64,
+    },
+    Backoff {
+        idx: usize,
+        generation: u64,
+    },
+    DependencyTimeout {
+        idx: usize,
+        edge: usize,
+    },
     Flush,
 }
 
@@ -162,6 +193,9 @@ struct Unit {
     last_probe: Option<(bool, String)>,
     blocked_by: Vec<String>,
     waiting_for: Option<String>,
+    waiting_key: String,
+    /// A log probe still waits for its line in this attempt's output.
+    log_pending: bool,
     stopping: bool,
     after_stop: AfterStop,
     /// Became ready at least once: failures now go through the restart policy.
@@ -241,6 +275,8 @@ impl Dispatcher {
                 last_probe: None,
                 blocked_by: Vec::new(),
                 waiting_for: None,
+                waiting_key: String::new(),
+                log_pending: false,
                 stopping: false,
                 after_stop: AfterStop::Nothing,
                 ever_ready: false,
@@ -369,7 +405,11 @@ impl Dispatcher {
                     tracing::warn!("{}: blocked by {}", unit.cfg.name, unit.blocked_by.join(", "));
                     self.event("blocked", &self.name(idx), "blocked", Some(details));
                 }
-                DepState::Waiting(why) => {
+                DepState::Waiting(why, key) => {
+                    if self.units[idx].waiting_key != key {
+                        tracing::info!("{}: waiting for {key}", self.units[idx].cfg.name);
+                        self.units[idx].waiting_key = key;
+                    }
                     if self.units[idx].waiting_for.as_deref() != Some(why.as_str()) {
                         self.units[idx].waiting_for = Some(why);
                         self.mark_dirty();
@@ -405,15 +445,15 @@ impl Dispatcher {
     fn readiness_of_deps(&self, idx: usize, settled_below: &[bool]) -> DepState {
         let mut blocked = Vec::new();
         let mut waiting = Vec::new();
+        // Who is waited for, without the probe progress: what the log line reports.
+        let mut key = Vec::new();
         for edge in &self.plan.deps[idx] {
             let dep = &self.units[edge.on];
             let name = dep.cfg.name.to_string();
             if dep.satisfies(edge.condition) {
                 continue;
             }
-            let dead =
-                matches!(dep.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped);
-            if dead {
+            if dep.is_dead() {
                 blocked.push(name);
             } else {
                 let cond = match edge.condition {
@@ -426,17 +466,16 @@ impl Dispatcher {
                     .health_check
                     .as_ref()
                     .map(|p| {
+                        if let ProbeKind::Log(re) = &p.kind {
+                            return format!(" (no line matching /{}/ yet)", re.as_str());
+                        }
                         let last = dep.last_probe.as_ref().map_or("not probed yet", |(_, o)| o.as_str());
-                        format!(
-                            " ({}: {}, {}/{})",
-                            p.kind,
-                            last,
-                            dep.tracker.attempts,
-                            dep.cfg.health_check.as_ref().map_or(0, |p| p.success_threshold)
-                        )
+                        let n = dep.tracker.attempts;
+                        format!(" ({}: {}, {n} probe{})", p.kind, last, if n == 1 { "" } else { "s" })
                     })
                     .unwrap_or_default();
                 waiting.push(format!("{name} {cond}{probe}"));
+                key.push(format!("{name} {cond}"));
             }
         }
         if !blocked.is_empty() {
@@ -445,12 +484,14 @@ impl Dispatcher {
         if let Some(k) = self.plan.tier[idx]
             && !settled_below[k]
         {
-            waiting.push(format!("every component with priority < {}", self.cfg.components[idx].priority.unwrap_or(0)));
+            let tier = format!("every component with priority < {}", self.cfg.components[idx].priority.unwrap_or(0));
+            key.push(tier.clone());
+            waiting.push(tier);
         }
         if waiting.is_empty() {
             DepState::Ready
         } else {
-            DepState::Waiting(format!("waiting for {}", waiting.join(", ")))
+            DepState::Waiting(format!("waiting for {}", waiting.join(", ")), key.join(", "))
         }
     }
 
@@ -485,6 +526,7 @@ impl Dispatcher {
             Some(ProbeKind::Log(re)) => Some((re.clone(), log_tx)),
             _ => None,
         };
+        self.units[idx].log_pending = log_pattern.is_some();
         let spec = SpawnSpec {
             argv: cfg.command.argv(),
             env,
@@ -620,6 +662,10 @@ impl Dispatcher {
         let unit = &self.units[idx];
         match (unit.status, unit.cfg.kind, ok) {
             (S::Starting, Kind::Task, true) => self.became_ready(idx),
+            // The ready line may still be in the pipe: let the output drain decide first.
+            (S::Starting, _, false) if self.units[idx].log_pending => {
+                self.add_timer(Instant::now() + EXIT_SETTLE, Timer::ExitSettle { idx, generation });
+            }
             (S::Starting, _, false) => self.attempt_failed(idx, format!("{text} before becoming ready")),
             // A service that exits 0 while starting is judged by its probe (the seed form:
             // a command that prints and exits, checked by a separate health command).
@@ -657,11 +703,20 @@ impl Dispatcher {
         if unit.generation != generation || unit.status != S::Starting {
             return;
         }
+        unit.log_pending = false;
         match line {
             Some(line) => {
                 unit.tracker.observe(true, 1, u32::MAX);
                 unit.last_probe = Some((true, line));
                 self.became_ready(idx);
+                // It printed its ready line and then died: a supervised failure, not a failed start.
+                if let Some((false, text)) = self.units[idx].exit.clone() {
+                    self.supervised_exit(idx, false, text);
+                }
+            }
+            None if matches!(unit.exit, Some((false, _))) => {
+                let text = unit.exit.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+                self.attempt_failed(idx, format!("{text} before becoming ready"));
             }
             None => {
                 let pattern = match unit.cfg.health_check.as_ref().map(|p| &p.kind) {
@@ -1181,12 +1236,9 @@ impl Dispatcher {
     /// Blocked components whose dependencies are no longer dead go back to pending.
     fn unblock(&mut self) {
         loop {
-            let dead = |u: &Unit| {
-                matches!(u.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped)
-            };
             let freed: Vec<usize> = (0..self.units.len())
                 .filter(|&i| self.units[i].status == S::Blocked)
-                .filter(|&i| self.plan.deps[i].iter().all(|e| !dead(&self.units[e.on])))
+                .filter(|&i| self.plan.deps[i].iter().all(|e| !self.units[e.on].is_dead()))
                 .collect();
             if freed.is_empty() {
                 return;
@@ -1275,6 +1327,14 @@ impl Dispatcher {
                         self.attempt_failed(idx, format!("not ready within its ready timeout{last}"));
                     }
                 }
+                Timer::ExitSettle { idx, generation } => {
+                    let u = &self.units[idx];
+                    if u.generation == generation && u.status == S::Starting && u.log_pending {
+                        let text = u.exit.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+                        self.units[idx].log_pending = false;
+                        self.attempt_failed(idx, format!("{text} before becoming ready"));
+                    }
+                }
                 Timer::Backoff { idx, generation } => {
                     let u = &self.units[idx];
                     if u.generation == generation && u.status == S::Backoff && self.shutdown.is_none() {
@@ -1317,6 +1377,9 @@ impl Dispatcher {
     }
 
     fn begin_shutdown(&mut self, end: End) {
+        if let Some(board) = self.opts.board.take() {
+            board.clear();
+        }
         self.shutdown = Some(end);
         self.state.phase = Some(Phase::Stopping);
         for u in &mut self.units {
@@ -1357,7 +1420,7 @@ impl Dispatcher {
         if let Some(end) = self.shutdown {
             return Some(end);
         }
-        if self.units.iter().all(|u| u.settled()) {
+        if self.units.iter().all(Unit::at_rest) {
             let failed = self.units.iter().filter(|u| u.status == S::Failed || u.quarantined_now).count();
             return Some(End::Finished { failed });
         }
@@ -1385,8 +1448,17 @@ impl Dispatcher {
         }
         let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
         let secs = self.started.elapsed().as_secs_f64();
-        eprintln!("razar: {} components in {secs:.2}s: {}", self.units.len(), summary.join(", "));
-        eprintln!("RAZAR ready.");
+        if let Some(board) = self.opts.board.take() {
+            board.clear();
+        }
+        let line = format!("razar: {} components in {secs:.2}s: {}", self.units.len(), summary.join(", "));
+        if self.opts.json_logs {
+            tracing::info!(event = "ready", seconds = secs, "{line}");
+            tracing::info!(event = "ready", "RAZAR ready.");
+        } else {
+            eprintln!("{line}");
+            eprintln!("RAZAR ready.");
+        }
         self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
         self.record_history();
         self.flush();
@@ -1469,6 +1541,16 @@ impl Dispatcher {
     fn flush(&mut self) {
         self.last_flush = Instant::now();
         self.refresh_state();
+        if let Some(board) = &self.opts.board {
+            let (cols, rows) = crate::progress::terminal_size();
+            let elapsed = self.started.elapsed().as_secs_f64();
+            board.draw(&crate::progress::render(&self.state.components, elapsed, cols, rows / 2));
+            // Keep the clock and probe progress moving even when nothing changes state.
+            if !self.flush_pending {
+                self.flush_pending = true;
+                self.add_timer(Instant::now() + BOARD_REFRESH, Timer::Flush);
+            }
+        }
         if let Err(e) = self.store.save(&self.state) {
             tracing::error!("cannot write the state file: {e}");
         }
@@ -1477,13 +1559,19 @@ impl Dispatcher {
 
 enum DepState {
     Ready,
-    Waiting(String),
+    /// What the component waits for (with probe progress), and who (for the log line).
+    Waiting(String, String),
     Blocked(Vec<String>),
 }
 
 impl Unit {
     /// Whether a dependent waiting on this unit with `condition` may start. A task counts as
     /// healthy once it has exited 0.
+    /// Will not come up in this boot without the operator: its dependents are blocked.
+    fn is_dead(&self) -> bool {
+        matches!(self.status, S::Failed | S::Blocked | S::Quarantined | S::Disabled | S::Downtime | S::Stopped)
+    }
+
     fn satisfies(&self, condition: Condition) -> bool {
         match condition {
             Condition::Started => self.proc.is_some() || matches!(self.status, S::Healthy | S::Completed),
@@ -1492,8 +1580,14 @@ impl Unit {
         }
     }
 
-    /// No further launch will happen in this boot without outside help.
+    /// Done as far as the boot sequence goes: it came up once (supervision owns it now), or it
+    /// will not come up without outside help. Gates priority tiers and `RAZAR ready.`.
     fn settled(&self) -> bool {
+        self.ever_ready || self.at_rest()
+    }
+
+    /// Nothing will happen to it any more without outside help: razar may exit.
+    fn at_rest(&self) -> bool {
         !matches!(self.status, S::Pending | S::Starting | S::Backoff | S::Unhealthy)
     }
 
@@ -1552,6 +1646,7 @@ fn end_word(end: End) -> &'static str {
         End::Finished { .. } => "finished",
         End::Halted => "halted",
         End::Signalled(Signal::SIGINT) => "interrupted",
+        End::Signalled(Signal::SIGHUP) => "hangup",
         End::Signalled(_) => "terminated",
     }
 }

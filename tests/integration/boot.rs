@@ -328,3 +328,27 @@ fn a_chatty_component_never_stalls_and_its_log_rotates() {
     assert!(r.path("logs/components/chatty.log.3").exists());
     assert!(!r.path("logs/components/chatty.log.4").exists());
 }
+
+#[test]
+fn json_log_format_writes_only_json_lines_to_stderr() {
+    let r = Razar::new();
+    r.write("config/boot_config.json", &std::fs::read_to_string(seeds().join("razar/boot_config.json")).unwrap());
+    let out = r.run(&["--log-format", "json", "boot", "--no-metrics"]);
+    out.expect_code(0);
+    let lines: Vec<Value> =
+        out.stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(lines.iter().any(|l| l["message"] == "RAZAR ready."), "{}", out.stderr);
+    assert!(lines.iter().any(|l| l["message"].as_str().unwrap_or("").starts_with("basic_service: starting")));
+}
+
+#[test]
+fn a_hangup_stops_the_stack_instead_of_orphaning_it() {
+    let r = Razar::new();
+    r.config(json!({"components": [{"name": "svc", "command": "echo ready; exec sleep 60", "health_check": {"log": "ready"}}]}));
+    let mut child = r.spawn(&["boot"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    let pgid = r.component_state("svc")["pgid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(129));
+    assert!(!group_alive(pgid));
+}
