@@ -352,3 +352,64 @@ fn a_hangup_stops_the_stack_instead_of_orphaning_it() {
     assert_eq!(child.wait().unwrap().code(), Some(129));
     assert!(!group_alive(pgid));
 }
+
+#[test]
+fn jobs_limits_how_many_components_start_at_once() {
+    let r = Razar::new();
+    let comps: Vec<Value> =
+        (0..5).map(|i| json!({"name": format!("t{i}"), "kind": "task", "command": "sleep 0.3"})).collect();
+    r.config(json!({"components": comps}));
+    r.run(&["boot", "--jobs", "2"]).expect_code(0);
+    let spans: Vec<(f64, f64)> =
+        (0..5).map(|i| (first_ts(&r, "launch", &format!("t{i}")), first_ts(&r, "ready", &format!("t{i}")))).collect();
+    let overlap = |t: f64| spans.iter().filter(|(a, b)| *a <= t && t < *b).count();
+    let most = spans.iter().map(|(a, _)| overlap(*a)).max().unwrap();
+    assert_eq!(most, 2, "at most --jobs 2 running at once, and the limit was used: {spans:?}");
+}
+
+#[test]
+fn a_dependency_timeout_fails_the_dependent_with_a_clear_reason() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "slow", "command": "exec sleep 60", "health_check": {"tcp": "127.0.0.1:1"}, "ready_timeout": "3s"},
+        {"name": "impatient", "kind": "task", "command": "true", "depends_on": {"slow": {"condition": "healthy", "timeout": "300ms"}}}
+    ]}));
+    r.run(&["boot", "--keep-going", "--retries", "0"]).expect_code(1);
+    let c = r.component_state("impatient");
+    assert_eq!(c["state"], "failed");
+    assert!(c["last_error"].as_str().unwrap().contains("slow did not reach"), "{c}");
+    assert!(first_ts(&r, "failure", "impatient") < first_ts(&r, "failure", "slow"), "the edge timeout fired first");
+}
+
+#[test]
+fn a_restart_edge_restarts_the_dependent_when_its_dependency_comes_back() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "db", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"},
+         "restart": {"backoff": {"initial": "1s"}}},
+        {"name": "api", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"},
+         "depends_on": {"db": {"condition": "healthy", "restart": true}}},
+        {"name": "plain", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}, "depends_on": ["db"]}
+    ]}));
+    let mut child = r.spawn(&["boot"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    let api_pid = r.component_state("api")["pid"].as_i64().unwrap();
+    let plain_pid = r.component_state("plain")["pid"].as_i64().unwrap();
+    let db_pid = r.component_state("db")["pid"].as_i64().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(db_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // While db is down, its dependents are told (the state shows it).
+    wait_until("plain to see db restarting", Duration::from_secs(5), || {
+        (r.component_state("plain")["dependency_restarting"] == json!(["db"])).then_some(())
+    });
+    wait_until("api to be restarted", Duration::from_secs(20), || {
+        let api = r.component_state("api");
+        (api["state"] == "healthy" && api["pid"].as_i64() != Some(api_pid)).then_some(())
+    });
+    let restart = &events(&r, "restart", "api")[0];
+    assert_eq!(restart["details"]["reason"], "dependency restarted");
+    assert_eq!(r.component_state("plain")["pid"].as_i64(), Some(plain_pid), "no restart edge: left running");
+    assert!(r.component_state("plain").get("dependency_restarting").is_none(), "cleared once db is back");
+    assert!(events(&r, "restart", "plain").is_empty());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+}

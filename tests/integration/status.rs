@@ -193,10 +193,16 @@ fn quarantine_changes_are_sent_to_a_running_boot() {
 
     let boot = Boot(r.spawn(&["boot"]));
     r.run(&["status", "--wait-ready", "--timeout", "30"]).expect_code(0);
+    let live = |r: &Razar| -> Value { serde_json::from_str(&r.run(&["status", "--json"]).stdout).unwrap() };
+    let old_pid = component(&live(&r), "svc")["pid"].as_u64().unwrap() as u32;
+    let added = std::time::Instant::now();
     let out = r.run(&["quarantine", "add", "svc", "--reason", "flaky"]);
     out.expect_code(0);
     assert!(out.stderr.contains("running boot notified"), "{}", out.stderr);
-    let live = |r: &Razar| -> Value { serde_json::from_str(&r.run(&["status", "--json"]).stdout).unwrap() };
+    // The process is gone within 2 s of the command.
+    wait_until("svc's process to stop", Duration::from_secs(2).saturating_sub(added.elapsed()), || {
+        (!razar::supervise::procfs::alive(old_pid)).then_some(())
+    });
     wait_until("svc to be quarantined", Duration::from_secs(20), || {
         (component(&live(&r), "svc")["state"] == "quarantined").then_some(())
     });
@@ -206,5 +212,28 @@ fn quarantine_changes_are_sent_to_a_running_boot() {
     wait_until("svc to be healthy again", Duration::from_secs(20), || {
         (component(&live(&r), "svc")["state"] == "healthy").then_some(())
     });
+    assert_ne!(component(&live(&r), "svc")["pid"].as_u64().unwrap() as u32, old_pid, "a fresh process");
+    assert_eq!(boot.terminate(), Some(143));
+}
+
+#[test]
+fn wait_ready_against_the_demo_stack() {
+    let r = Razar::new();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    // The demo's port, moved to a free one so the test never clashes with a running demo.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    for f in ["boot_config.json", "worker.sh", "www/healthz.txt"] {
+        let text = std::fs::read_to_string(demo.join(f)).unwrap().replace("8765", &port);
+        r.write(&format!("config/{f}"), &text);
+    }
+    let boot = Boot(r.spawn(&["boot"]));
+    let out = r.run(&["status", "--wait-ready", "--timeout", "60"]);
+    out.expect_code(0);
+    let state: Value = serde_json::from_str(&r.run(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(state["phase"], "ready");
+    for (c, want) in [("migrate", "completed"), ("api", "healthy"), ("worker", "healthy"), ("report", "completed")] {
+        assert_eq!(component(&state, c)["state"], want, "{c}");
+    }
+    assert!(r.read("logs/components/report.log").contains("ok"));
     assert_eq!(boot.terminate(), Some(143));
 }
