@@ -52,6 +52,7 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Quarantine(args) => commands::quarantine::run(&paths, args).await,
         Command::Status(args) => commands::status::run(&paths, args).await,
         Command::Validate(args) => commands::validate::run(&paths, args),
+        Command::Agents(args) => commands::agents::run(&paths, args).await,
         Command::Schema(args) => commands::schema::run(args),
         Command::Analyze(args) => commands::analyze::run(&paths, args),
         Command::Completions(args) => commands::completions::run(args),

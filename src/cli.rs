@@ -50,8 +50,11 @@ pub enum Command {
     Quarantine(QuarantineArgs),
     /// Live state of the running boot (else the last state file); can wait until it is ready.
     Status(StatusArgs),
-    /// Validate the config (and razar_env.yaml); every problem names file, field and fix.
+    /// Validate the config, razar_env.yaml and the agent roster; every problem names file,
+    /// field and fix.
     Validate(ValidateArgs),
+    /// Check the agent roster (config/razar_ai_agents.json): endpoints, credentials, reachability.
+    Agents(AgentsArgs),
     /// Print the JSON Schemas of razar's files (all, or the one named).
     Schema(SchemaArgs),
     /// Classify a failure log as dependency, external or logic, and print the remediation.
@@ -200,8 +203,37 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: AgentsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Resolve every agent's protocol, endpoint and credential source and report each problem;
+    /// never prints a secret.
+    #[command(after_help = "Exit codes: 0 every agent resolves (and, with --include-remote, \
+                            answers as expected); 2 the roster is missing or invalid, an agent \
+                            has a problem, or a probe failed (unreachable, credentials rejected, \
+                            unexpected answer). See docs/agents.md.")]
+    Check(AgentsCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsCheckArgs {
+    /// Also probe each resolvable agent, 5 s at most each: GET {endpoint}/models (openai-chat,
+    /// vllm-completions), HEAD {endpoint} (patch-service, kimicho), a TCP connect (crown) or
+    /// `opencode --version`. 401/403 is reported as "credentials rejected".
+    #[arg(long)]
+    pub include_remote: bool,
+    /// Print a JSON array with one object per agent on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SchemaArgs {
-    /// One schema: boot_config, razar_env or razar_state.
+    /// One schema: boot_config, razar_env, razar_state or razar_ai_agents.
     pub name: Option<String>,
 }
 

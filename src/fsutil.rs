@@ -130,6 +130,56 @@ fn ends_with_newline(path: &Path, len: u64) -> io::Result<bool> {
     Ok(last[0] == b'\n')
 }
 
+/// A JSONL file kept open for appending: the same one-line, one-write, locked records as
+/// [`append_jsonl`] without reopening the file for every record (the dispatcher journals
+/// thousands of events while a large stack boots). Whether the file ends in a torn line is
+/// checked once, when it is opened.
+#[derive(Debug)]
+pub struct Appender {
+    path: PathBuf,
+    file: std::sync::Mutex<Option<File>>,
+}
+
+impl Appender {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Appender { path: path.into(), file: std::sync::Mutex::new(None) }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append<T: Serialize + ?Sized>(&self, record: &T) -> Result<()> {
+        let mut line =
+            serde_json::to_vec(record).map_err(|e| FsError::new("serializing", &self.path, io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut write = |slot: &mut Option<File>| -> io::Result<()> {
+            if slot.is_none() {
+                if let Some(dir) = self.path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
+                let f = OpenOptions::new().append(true).create(true).mode(0o644).open(&self.path)?;
+                let len = f.metadata()?.len();
+                if len > 0 && !ends_with_newline(&self.path, len)? {
+                    line.insert(0, b'\n');
+                }
+                *slot = Some(f);
+            }
+            let f = slot.as_mut().expect("opened above");
+            f.lock()?;
+            let result = f.write_all(&line);
+            f.unlock()?;
+            result
+        };
+        write(&mut guard).map_err(|e| {
+            // Reopen next time: the file may have been replaced or its directory removed.
+            *guard = None;
+            FsError::new("appending to", &self.path, e)
+        })
+    }
+}
+
 /// Reads every parseable record of a JSONL file; torn or foreign lines are skipped.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     match fs::read_to_string(path) {
@@ -166,6 +216,20 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 1);
         assert!(names[0].starts_with("s.json.corrupt-"), "{names:?}");
+    }
+
+    #[test]
+    fn an_appender_keeps_lines_whole_and_starts_after_a_torn_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        fs::write(&p, "{\"n\":1}\n{\"n\":").unwrap();
+        let a = Appender::new(&p);
+        for n in 2..5 {
+            a.append(&serde_json::json!({"n": n})).unwrap();
+        }
+        let recs: Vec<serde_json::Value> = read_jsonl(&p).unwrap();
+        let ns: Vec<i64> = recs.iter().map(|r| r["n"].as_i64().unwrap()).collect();
+        assert_eq!(ns, vec![1, 2, 3, 4]);
     }
 
     #[test]

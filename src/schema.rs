@@ -9,6 +9,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("boot_config", to_value(schemars::schema_for!(crate::config::raw::RawConfig))),
         ("razar_env", to_value(schemars::schema_for!(crate::config::raw::RawEnv))),
         ("razar_state", to_value(schemars::schema_for!(crate::state::StateFile))),
+        ("razar_ai_agents", to_value(schemars::schema_for!(crate::roster::raw::RawRoster))),
     ]
 }
 

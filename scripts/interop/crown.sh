@@ -59,6 +59,9 @@ step "generating a throwaway CA and a server certificate for 127.0.0.1/localhost
 start_server() {
     local name=$1 connections=$2
     shift 2
+    # Created here, not by the background job's redirection, so the port poll below never
+    # reads a file that does not exist yet.
+    : >"$work/$name.out"
     python3 "$server_py" --port 0 --connections "$connections" --token "$token" \
         --capabilities "GLM-4.1V,interop" --record "$work/$name.record" --max-seconds 60 "$@" \
         >"$work/$name.out" 2>"$work/$name.err" &

@@ -109,10 +109,11 @@ async fn prepare(
         tracing::warn!("stopped {} component(s) left running by a previous boot: {}", reaped.len(), reaped.join(", "));
     }
     leftovers::reset(&paths.launch_journal())?;
+    let launch_journal = crate::fsutil::Appender::new(paths.launch_journal());
     for a in &adopted {
         let l =
             leftovers::Launched { component: a.name.clone(), pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time) };
-        leftovers::record(&paths.launch_journal(), &l)?;
+        leftovers::record(&launch_journal, &l)?;
     }
 
     let metrics = Metrics::new();

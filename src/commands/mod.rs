@@ -1,6 +1,7 @@
 //! One module per subcommand: glue between flags, config and the layers below. No domain
 //! rules live here.
 
+pub mod agents;
 pub mod analyze;
 pub mod boot;
 pub mod completions;

@@ -2,26 +2,27 @@
 //! `timestamp_iso`; the write itself is `fsutil::append_jsonl` (one line, one write, locked).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::clock;
-use crate::fsutil::{self, FsError};
+use crate::fsutil::{Appender, FsError};
 
-/// One JSONL file.
+/// One JSONL file, kept open while the journal lives.
 #[derive(Debug, Clone)]
 pub struct Journal {
-    path: PathBuf,
+    file: Arc<Appender>,
 }
 
 impl Journal {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Journal { path: path.into() }
+        Journal { file: Arc::new(Appender::new(path)) }
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Appends `record` (a JSON object) stamped with the current time.
@@ -30,11 +31,11 @@ impl Journal {
         let mut obj = match serde_json::to_value(record) {
             Ok(Value::Object(m)) => m,
             Ok(other) => Map::from_iter([("value".to_owned(), other)]),
-            Err(e) => return Err(FsError::new("serializing for", &self.path, std::io::Error::other(e))),
+            Err(e) => return Err(FsError::new("serializing for", self.path(), std::io::Error::other(e))),
         };
         obj.insert("timestamp".into(), now.into());
         obj.insert("timestamp_iso".into(), clock::iso(now).into());
-        fsutil::append_jsonl(&self.path, &Value::Object(obj))
+        self.file.append(&Value::Object(obj))
     }
 
     /// Appends, logging instead of failing: a journal that cannot be written must not stop

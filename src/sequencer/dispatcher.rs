@@ -228,6 +228,7 @@ pub struct Dispatcher {
     state: StateFile,
     store: StateStore,
     mission_log: Journal,
+    launch_journal: crate::fsutil::Appender,
     http: reqwest::Client,
     started: Instant,
     started_epoch: f64,
@@ -292,6 +293,7 @@ impl Dispatcher {
         Dispatcher {
             store: StateStore::new(paths.state()),
             mission_log: Journal::new(paths.mission_log()),
+            launch_journal: crate::fsutil::Appender::new(paths.launch_journal()),
             cfg,
             plan,
             paths,
@@ -554,7 +556,7 @@ impl Dispatcher {
             pgid: spawned.pgid,
             start_time: spawned.start_time,
         };
-        if let Err(e) = leftovers::record(&self.paths.launch_journal(), &launched) {
+        if let Err(e) = leftovers::record(&self.launch_journal, &launched) {
             tracing::warn!("cannot journal the launch of {}: {e}", cfg.name);
         }
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));

@@ -31,8 +31,8 @@ pub struct Launched {
 }
 
 /// Appends a launch to the journal.
-pub fn record(journal: &Path, launched: &Launched) -> Result<(), FsError> {
-    fsutil::append_jsonl(journal, launched)
+pub fn record(journal: &fsutil::Appender, launched: &Launched) -> Result<(), FsError> {
+    journal.append(launched)
 }
 
 /// Starts a fresh journal for a new boot.
@@ -103,8 +103,9 @@ mod tests {
         let journal = dir.path().join("launched.jsonl");
         let a = Launched { component: "a".into(), pid: 10, pgid: 10, start_time: Some(5) };
         let b = Launched { component: "b".into(), pid: 11, pgid: 11, start_time: Some(6) };
-        record(&journal, &a).unwrap();
-        record(&journal, &b).unwrap();
+        let appender = fsutil::Appender::new(&journal);
+        record(&appender, &a).unwrap();
+        record(&appender, &b).unwrap();
         let mut state = StateFile::default();
         state.components.push(crate::state::ComponentState {
             id: "a".into(),

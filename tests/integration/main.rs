@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod agents;
 mod analyze;
 mod boot;
 mod config;
