@@ -28,6 +28,7 @@ pub mod schema;
 pub mod sequencer;
 pub mod state;
 pub mod supervise;
+pub mod text;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -139,23 +139,7 @@ mod tests {
     use crate::state::ProbeState;
 
     fn comp(id: &str, state: S) -> ComponentState {
-        ComponentState {
-            id: id.into(),
-            state,
-            pid: None,
-            pgid: None,
-            start_time: None,
-            attempts: 1,
-            restarts: 0,
-            ready_at: None,
-            ready_seconds: None,
-            last_error: None,
-            probe: None,
-            liveness: None,
-            blocked_by: Vec::new(),
-            dependency_restarting: Vec::new(),
-            waiting_for: None,
-        }
+        ComponentState { attempts: 1, ..ComponentState::new(id, state) }
     }
 
     #[test]

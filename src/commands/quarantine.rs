@@ -16,6 +16,7 @@ use crate::exit;
 use crate::paths::Paths;
 use crate::quarantine::{Entry, Ledger, LedgerError, Source};
 use crate::sequencer::history::History;
+use crate::text::one_line;
 
 /// A ledger change that a running boot must act on: stop an added component, start a
 /// released one.
@@ -244,26 +245,6 @@ fn quarantined_at(entry: &Entry) -> String {
         Some(epoch) => clock::human(epoch),
         None if entry.quarantined_at.is_empty() => "unknown".to_owned(),
         None => entry.quarantined_at.clone(),
-    }
-}
-
-/// `text` on one line (newlines shown as ` / `, control characters dropped), cut to `max`
-/// characters.
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .trim()
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" / ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
     }
 }
 

@@ -21,6 +21,7 @@ use crate::fsutil::FsError;
 use crate::paths::Paths;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile};
+use crate::text::one_line;
 
 /// How long one status request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -426,26 +427,6 @@ fn local_time(t: SystemTime) -> String {
 /// `12s`, or `1.5s` for a fractional duration.
 fn seconds(d: Duration) -> String {
     if d.subsec_nanos() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
-}
-
-/// `text` on one line (newlines shown as ` / `, control characters such as ESC dropped, so a
-/// component's output cannot drive the terminal), cut to `max` characters.
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .trim()
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" / ")
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect();
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
-    }
 }
 
 #[cfg(test)]

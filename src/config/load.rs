@@ -103,7 +103,7 @@ fn hint(word: &str, candidates: &[String]) -> String {
 }
 
 /// Adds a did-you-mean to serde's "unknown field/variant `x`, expected one of `a`, `b`".
-fn explain_serde(msg: &str) -> String {
+pub fn explain_serde(msg: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg).to_owned();
     let unknown = msg.strip_prefix("unknown field `").or_else(|| msg.strip_prefix("unknown variant `"));
     if let Some(rest) = unknown {
@@ -146,7 +146,8 @@ fn parse_object<T: DeserializeOwned + Default>(value: &Value, known: &[String], 
     serde_json::from_value(Value::Object(good)).unwrap_or_default()
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type is named in messages.
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -16,6 +16,7 @@ use super::expand::{self, Problem};
 use super::raw::{AuthType, Protocol, RawAgent, RawAuth, RawRoster};
 use super::{Agent, DEFAULT_TIMEOUT, Endpoint, Roster, name_key, redact_url_text};
 use crate::config::load::did_you_mean;
+use crate::config::load::{explain_serde, type_name};
 use crate::config::{Diagnostic, Env};
 
 /// Fields whose values are secrets: their values are never echoed in a message.
@@ -360,36 +361,6 @@ fn hint(word: &str, candidates: &[String]) -> String {
     did_you_mean(word, candidates.iter().map(String::as_str))
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default()
-}
-
-/// Adds a did-you-mean to serde's "unknown variant `x`, expected one of `a`, `b`".
-fn explain_serde(msg: &str) -> String {
-    let msg = msg.split(" at line ").next().unwrap_or(msg).to_owned();
-    if let Some(rest) = msg.strip_prefix("unknown variant `") {
-        let word = rest.split('`').next().unwrap_or_default();
-        let allowed: Vec<String> = msg
-            .split("expected ")
-            .nth(1)
-            .unwrap_or_default()
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .map(str::to_owned)
-            .collect();
-        return format!("{msg}{}", hint(word, &allowed));
-    }
-    msg
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -145,6 +145,29 @@ pub struct ComponentState {
     pub waiting_for: Option<String>,
 }
 
+impl ComponentState {
+    /// A component in `state` with nothing else known yet.
+    pub fn new(id: impl Into<String>, state: ComponentStatus) -> Self {
+        ComponentState {
+            id: id.into(),
+            state,
+            pid: None,
+            pgid: None,
+            start_time: None,
+            attempts: 0,
+            restarts: 0,
+            ready_at: None,
+            ready_seconds: None,
+            last_error: None,
+            probe: None,
+            liveness: None,
+            blocked_by: Vec::new(),
+            dependency_restarting: Vec::new(),
+            waiting_for: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeState {
     pub kind: String,

@@ -108,21 +108,10 @@ mod tests {
         record(&appender, &b).unwrap();
         let mut state = StateFile::default();
         state.components.push(crate::state::ComponentState {
-            id: "a".into(),
-            state: crate::state::ComponentStatus::Healthy,
             pid: Some(10),
             pgid: Some(10),
             start_time: Some(5),
-            attempts: 1,
-            restarts: 0,
-            ready_at: None,
-            ready_seconds: None,
-            last_error: None,
-            probe: None,
-            liveness: None,
-            blocked_by: Vec::new(),
-            dependency_restarting: Vec::new(),
-            waiting_for: None,
+            ..crate::state::ComponentState::new("a", crate::state::ComponentStatus::Healthy)
         });
         assert_eq!(recorded(Some(&state), &journal).unwrap(), vec![a, b]);
         reset(&journal).unwrap();
