@@ -22,6 +22,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     let board = live_board(&cli);
+    let json_logs = cli.global.log_format == LogFormat::Json;
     init_tracing(&cli, board.clone());
     let paths = Paths::new(absolute(&cli.global.root));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
@@ -38,7 +39,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(code) => code,
         Err(Error::Exit(code)) => code,
         Err(e) => {
-            eprintln!("razar: {}", e.to_string().trim_end());
+            let message = e.to_string();
+            if json_logs {
+                tracing::error!(exit_code = e.exit_code(), "{}", message.trim_end());
+            } else {
+                eprintln!("razar: {}", message.trim_end());
+            }
             e.exit_code()
         }
     }

@@ -43,7 +43,7 @@ pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<A
     let prepared = tokio::select! {
         r = prepare(paths, &args, cfg, extra_brief, board, global.log_format == LogFormat::Json) => r?,
         sig = signals.recv() => {
-            eprintln!("razar: {sig} before any component was launched; stopping");
+            tracing::warn!("{sig} before any component was launched; stopping");
             return Ok(signal_code(sig));
         }
     };
@@ -172,7 +172,7 @@ async fn prepare(
     }
     if args.handshake_only {
         if outcome.offline {
-            eprintln!("razar: warning: no Crown configured (CROWN_WS_URL or crown.url): offline mode");
+            tracing::warn!("no Crown configured (CROWN_WS_URL or crown.url): offline mode");
         }
         println!("acknowledgement: {}", outcome.acknowledgement);
         println!("capabilities: {}", outcome.capabilities.join(", "));
@@ -213,8 +213,10 @@ async fn prepare(
     let cfg = Arc::new(cfg);
     let mut dispatcher = Dispatcher::new(cfg.clone(), paths.clone(), opts, state, http, services);
 
+    let mut held = Vec::new();
     for c in cfg.components.iter().filter(|c| c.enabled) {
         let name = c.name.as_str();
+        held.push(name);
         if ledger.is_quarantined(&c.name) {
             dispatcher.hold(name, ComponentStatus::Quarantined, "quarantined (see quarantine/)".into());
             continue;
@@ -222,9 +224,7 @@ async fn prepare(
         let failures = history.component_failures.get(name).copied().unwrap_or(0);
         if quarantine::should_quarantine_up_front(failures, args.failure_limit) {
             let reason = format!("failed in {failures} consecutive boots (--failure-limit {})", args.failure_limit);
-            let mut entry = Entry::for_component(c, reason.clone(), Source::Razar);
-            entry.attempts = failures;
-            ledger.add(&entry)?;
+            ledger.add(&Entry::for_component(c, reason.clone(), Source::Razar))?;
             tracing::warn!("{name}: quarantined before launch: {reason}");
             dispatcher.hold(name, ComponentStatus::Quarantined, reason);
             continue;
@@ -241,9 +241,16 @@ async fn prepare(
                 dispatcher.hold(name, ComponentStatus::Completed, "completed in the resumed boot".into());
             }
         }
+        held.pop();
     }
+    // A component just quarantined up front is not adopted: it is stopped like a leftover.
     for a in &adopted {
-        dispatcher.adopt(a);
+        if held.contains(&a.name.as_str()) {
+            let (signal, grace) = stop_settings(&cfg, &a.name);
+            crate::supervise::terminate::stop_group(a.pgid, signal, grace).await;
+        } else {
+            dispatcher.adopt(a);
+        }
     }
 
     Ok(Some(Prepared { dispatcher, guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard } }))

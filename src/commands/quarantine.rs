@@ -201,11 +201,8 @@ fn release(paths: &Paths, ledger: &Ledger, args: &QuarantineReleaseArgs) -> Resu
             // A released component starts with a clean slate: otherwise the failure limit
             // would quarantine it again before its next launch.
             let path = paths.boot_history();
-            let forgiven = History::load(&path).and_then(|mut h| {
-                if h.component_failures.remove(name.as_str()).is_some() {
-                    h.save(&path)?;
-                }
-                Ok(())
+            let forgiven = History::update(&path, |h| {
+                h.component_failures.remove(name.as_str());
             });
             if let Err(e) = forgiven {
                 eprintln!("razar: warning: cannot reset {name}'s failure count in {}: {e}", path.display());

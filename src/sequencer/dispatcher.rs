@@ -356,6 +356,7 @@ impl Dispatcher {
     /// Boots and supervises until every component has ended for good, a halt, or a signal.
     pub async fn run(mut self, mut signals: Signals) -> std::io::Result<End> {
         self.state.phase = Some(Phase::Launching);
+        self.update_quarantine_gauge();
         self.event("boot", "", "launching", None);
         for (idx, edges) in self.plan.deps.clone().iter().enumerate() {
             for (e, edge) in edges.iter().enumerate() {
@@ -458,11 +459,7 @@ impl Dispatcher {
             if dep.is_dead() {
                 blocked.push(name);
             } else {
-                let cond = match edge.condition {
-                    Condition::Started => "started",
-                    Condition::Healthy => "healthy",
-                    Condition::CompletedSuccessfully => "completed",
-                };
+                let cond = condition_word(edge.condition);
                 let probe = dep
                     .cfg
                     .health_check
@@ -758,7 +755,7 @@ impl Dispatcher {
         if was_restarting {
             self.restart_edge_dependents(idx);
         }
-        self.services.metrics.component_up(&name, status == S::Healthy);
+        self.services.metrics.component_up(&name, true);
         self.services.metrics.component_ready(&name, Duration::from_secs_f64(secs));
         tracing::info!("{name}: {} after {secs:.2}s (attempt {})", status.as_str(), self.units[idx].attempts);
         self.event(
@@ -872,6 +869,12 @@ impl Dispatcher {
     fn stop_unit(&mut self, idx: usize, after: AfterStop) {
         let unit = &mut self.units[idx];
         let Some(proc) = unit.proc.as_ref() else { return };
+        if unit.stopping {
+            // One stop per group: a later decision (an operator's stop during a restart, a
+            // quarantine) replaces what happens once the group is gone.
+            unit.after_stop = after;
+            return;
+        }
         unit.stopping = true;
         unit.after_stop = after;
         let pgid = proc.pgid;
@@ -952,6 +955,8 @@ impl Dispatcher {
                 let window = unit.cfg.restart.window.as_secs_f64();
                 unit.restart_times.retain(|&t| now - t < window);
                 unit.restarting = true;
+                // ready_seconds of the next start measures that start, not the first launch.
+                unit.first_launch = None;
                 unit.status = S::Backoff;
                 let restarts = unit.restarts;
                 let why = if reason == "liveness" { RestartReason::Liveness } else { RestartReason::Exited };
@@ -1195,9 +1200,8 @@ impl Dispatcher {
         }
         self.units[idx].status = S::Stopped;
         self.event("stop", &name, "operator", None);
-        if self.units[idx].proc.is_some() && !self.units[idx].stopping {
-            self.stop_unit(idx, AfterStop::Nothing);
-        }
+        // Also cancels a relaunch that a restart or retry had planned for after its stop.
+        self.stop_unit(idx, AfterStop::Nothing);
         self.mark_dirty();
         Response::ok(format!("stopping {name}"))
     }
@@ -1211,6 +1215,8 @@ impl Dispatcher {
             S::Healthy | S::Starting | S::Backoff | S::Pending => {
                 Response::ok(format!("{name} is already {}", self.units[idx].status.as_str()))
             }
+            S::Disabled => Response::error(format!("{name} is disabled in the config (`enabled: false`)")),
+            S::Downtime => Response::error(format!("{name} is in Crown downtime for this boot")),
             _ if self.units[idx].stopping => Response::error(format!("{name} is still stopping; try again")),
             _ => {
                 self.make_pending(idx);
@@ -1273,9 +1279,7 @@ impl Dispatcher {
                 }
                 self.units[idx].status = S::Quarantined;
                 self.units[idx].last_error = Some("quarantined by the operator".into());
-                if self.units[idx].proc.is_some() && !self.units[idx].stopping {
-                    self.stop_unit(idx, AfterStop::Nothing);
-                }
+                self.stop_unit(idx, AfterStop::Nothing);
                 self.services.metrics.component_up(&name, false);
                 self.event("quarantine", &name, "quarantined", Some(json!({"source": "ledger"})));
                 self.block_dependents(idx);
@@ -1350,7 +1354,7 @@ impl Dispatcher {
                         let waited = e.timeout.unwrap_or_default();
                         if !self.units[e.on].satisfies(e.condition) {
                             self.units[idx].last_error =
-                                Some(format!("{dep} did not reach {:?} within {waited:?}", e.condition));
+                                Some(format!("{dep} did not reach {} within {waited:?}", condition_word(e.condition)));
                             self.final_failure(idx);
                         }
                     }
@@ -1500,10 +1504,7 @@ impl Dispatcher {
             tracing::warn!("cannot write the metrics textfile: {e}");
         }
         let path = self.paths.boot_history();
-        let result = History::load(&path).and_then(|mut h| {
-            h.record(run);
-            h.save(&path)
-        });
+        let result = History::update(&path, |h| h.record(run));
         if let Err(e) = result {
             tracing::warn!("cannot record the boot history: {e}");
         }
@@ -1631,6 +1632,14 @@ fn describe_exit(status: &ExitStatus) -> String {
             format!("killed by {name}")
         }
         _ => status.to_string(),
+    }
+}
+
+fn condition_word(condition: Condition) -> &'static str {
+    match condition {
+        Condition::Started => "started",
+        Condition::Healthy => "healthy",
+        Condition::CompletedSuccessfully => "completed",
     }
 }
 

@@ -91,6 +91,28 @@ impl History {
         fsutil::write_json(path, self)
     }
 
+    /// Load, change and save under an exclusive lock (`<file>.lock` beside it), so a boot
+    /// recording its run and `razar quarantine release` resetting a count never lose each
+    /// other's update.
+    pub fn update(path: &Path, change: impl FnOnce(&mut History)) -> Result<(), FsError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = std::path::PathBuf::from(lock_path);
+        if let Some(dir) = lock_path.parent() {
+            fsutil::ensure_dir(dir)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| FsError::new("opening", &lock_path, e))?;
+        lock.lock().map_err(|e| FsError::new("locking", &lock_path, e))?;
+        let mut history = History::load(path)?;
+        change(&mut history);
+        history.save(path)
+    }
+
     /// Adds a run: updates cumulative failures (a success resets the count) and the best
     /// sequence (highest success rate, then shortest time).
     pub fn record(&mut self, run: Run) {
