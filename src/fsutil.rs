@@ -43,8 +43,19 @@ pub fn ensure_private_dir(dir: &Path) -> Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| FsError::new("restricting", dir, e))
 }
 
-/// Replaces `path` atomically with `bytes`, file mode `mode`.
+/// Replaces `path` atomically with `bytes`, file mode `mode`, durably (fsynced).
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    replace(path, bytes, mode, true)
+}
+
+/// Replaces `path` atomically with `bytes` without waiting for the disk: readers still see the
+/// old file or the new one, never a mix, but a power loss may bring back an older version.
+/// For snapshots rewritten many times a second, whose next durable write follows soon.
+pub fn atomic_write_fast(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    replace(path, bytes, mode, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     ensure_dir(dir)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -53,10 +64,12 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
-        File::open(dir)?.sync_all()
+        if durable { File::open(dir)?.sync_all() } else { Ok(()) }
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -64,12 +77,23 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     })
 }
 
-/// Writes `value` as pretty JSON, atomically, mode 0644.
+/// Writes `value` as pretty JSON, atomically and durably, mode 0644.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let bytes = json_bytes(path, value)?;
+    atomic_write(path, &bytes, 0o644)
+}
+
+/// [`write_json`] without the fsyncs (see [`atomic_write_fast`]).
+pub fn write_json_fast<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let bytes = json_bytes(path, value)?;
+    atomic_write_fast(path, &bytes, 0o644)
+}
+
+fn json_bytes<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<Vec<u8>> {
     let mut bytes =
         serde_json::to_vec_pretty(value).map_err(|e| FsError::new("serializing", path, io::Error::other(e)))?;
     bytes.push(b'\n');
-    atomic_write(path, &bytes, 0o644)
+    Ok(bytes)
 }
 
 /// Reads a JSON file. Missing → `Ok(None)`. Unparseable → moved aside to

@@ -51,6 +51,8 @@ impl fmt::Display for Invalid {
 struct Diags<'a> {
     file: &'a Path,
     list: Vec<Diagnostic>,
+    /// Log-probe regexes compiled so far: a thousand components usually share a handful.
+    regexes: HashMap<String, regex::Regex>,
 }
 
 impl Diags<'_> {
@@ -129,18 +131,27 @@ fn parse_object<T: DeserializeOwned + Default>(value: &Value, known: &[String], 
         diags.push(path, format!("expected an object, found {}", type_name(value)));
         return T::default();
     };
-    let mut good = Map::new();
+    let mut known_part = Map::new();
     for (key, v) in obj {
-        if !known.iter().any(|k| k == key) {
+        if known.iter().any(|k| k == key) {
+            known_part.insert(key.clone(), v.clone());
+        } else {
             diags.push(join(path, key), format!("unknown field `{key}`{}", hint(key, known)));
-            continue;
         }
+    }
+    // The common case, a valid object, costs one deserialization; only a failing one is taken
+    // apart key by key so that every bad field is reported, not just the first.
+    if let Ok(parsed) = serde_json::from_value::<T>(Value::Object(known_part.clone())) {
+        return parsed;
+    }
+    let mut good = Map::new();
+    for (key, v) in known_part {
         let single = Value::Object(Map::from_iter([(key.clone(), v.clone())]));
         match serde_json::from_value::<T>(single) {
             Ok(_) => {
-                good.insert(key.clone(), v.clone());
+                good.insert(key, v);
             }
-            Err(e) => diags.push(join(path, key), explain_serde(&e.to_string())),
+            Err(e) => diags.push(join(path, &key), explain_serde(&e.to_string())),
         }
     }
     serde_json::from_value(Value::Object(good)).unwrap_or_default()
@@ -188,7 +199,7 @@ impl Env for ProcessEnv {
 /// Loads and validates `file`; `root` resolves relative paths and holds `razar_env.yaml`.
 pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> {
     let doc = read_document(file).map_err(|d| Invalid(vec![d]))?;
-    let mut diags = Diags { file, list: Vec::new() };
+    let mut diags = Diags { file, list: Vec::new(), regexes: HashMap::new() };
     // `components` is checked element by element below, so each problem is reported once
     // against the element's own path.
     let mut top = doc.clone();
@@ -272,7 +283,7 @@ fn load_layers(
             return BTreeMap::new();
         }
     };
-    let mut env_diags = Diags { file: env_file, list: Vec::new() };
+    let mut env_diags = Diags { file: env_file, list: Vec::new(), regexes: HashMap::new() };
     let raw: RawEnv = parse_object(&doc, &known_fields::<RawEnv>(), "", &mut env_diags);
     if doc.get("layers").is_none() {
         env_diags.push("layers", "missing: give `layers: {name: [pip requirement, ...]}`");
@@ -532,8 +543,15 @@ fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &mut Diags) -
             }
         }
     } else if let Some(re) = p.log {
-        match regex::Regex::new(&re) {
-            Ok(r) => ProbeKind::Log(r),
+        let compiled = match diags.regexes.get(&re) {
+            Some(r) => Ok(r.clone()),
+            None => regex::Regex::new(&re),
+        };
+        match compiled {
+            Ok(r) => {
+                diags.regexes.insert(re, r.clone());
+                ProbeKind::Log(r)
+            }
             Err(e) => {
                 diags.push(join(path, "log"), format!("invalid regex: {e}"));
                 return None;

@@ -224,6 +224,8 @@ pub struct Dispatcher {
     timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
     timer_seq: u64,
     flush_pending: bool,
+    /// Something changed since the state file was last written.
+    state_dirty: bool,
     last_flush: Instant,
     state: StateFile,
     store: StateStore,
@@ -304,6 +306,7 @@ impl Dispatcher {
             timers: BinaryHeap::new(),
             timer_seq: 0,
             flush_pending: false,
+            state_dirty: true,
             last_flush: Instant::now(),
             state,
             http,
@@ -1324,7 +1327,7 @@ impl Dispatcher {
             match timer {
                 Timer::Flush => {
                     self.flush_pending = false;
-                    self.flush();
+                    self.flush_soon();
                 }
                 Timer::ReadyDeadline { idx, generation } => {
                     let u = &self.units[idx];
@@ -1534,6 +1537,7 @@ impl Dispatcher {
     }
 
     fn mark_dirty(&mut self) {
+        self.state_dirty = true;
         if !self.flush_pending {
             self.flush_pending = true;
             let at = (self.last_flush + FLUSH_EVERY).max(Instant::now());
@@ -1541,7 +1545,17 @@ impl Dispatcher {
         }
     }
 
+    /// Writes the state file durably and redraws the board: on phase changes and at the end.
     fn flush(&mut self) {
+        self.write_state(true);
+    }
+
+    /// The coalesced write between phase changes: only when something changed, no fsync.
+    fn flush_soon(&mut self) {
+        self.write_state(false);
+    }
+
+    fn write_state(&mut self, durable: bool) {
         self.last_flush = Instant::now();
         self.refresh_state();
         if let Some(board) = &self.opts.board {
@@ -1554,7 +1568,12 @@ impl Dispatcher {
                 self.add_timer(Instant::now() + BOARD_REFRESH, Timer::Flush);
             }
         }
-        if let Err(e) = self.store.save(&self.state) {
+        if !durable && !std::mem::take(&mut self.state_dirty) {
+            return;
+        }
+        self.state_dirty = false;
+        let saved = if durable { self.store.save(&self.state) } else { self.store.save_fast(&self.state) };
+        if let Err(e) = saved {
             tracing::error!("cannot write the state file: {e}");
         }
     }

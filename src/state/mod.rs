@@ -211,6 +211,12 @@ impl StateStore {
     pub fn save(&self, state: &StateFile) -> Result<(), FsError> {
         fsutil::write_json(&self.path, state)
     }
+
+    /// Replaces the snapshot atomically without the fsyncs: for the many writes while a large
+    /// stack changes; phase changes and the final state use [`StateStore::save`].
+    pub fn save_fast(&self, state: &StateFile) -> Result<(), FsError> {
+        fsutil::write_json_fast(&self.path, state)
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ use tokio::sync::oneshot;
 pub const ROTATE_BYTES: u64 = 10 * 1024 * 1024;
 /// Rotated files kept (`<name>.log.1` … `.3`).
 pub const KEEP: usize = 3;
+/// First and largest read size of the drain.
+const MIN_READ: usize = 1024;
+const MAX_READ: usize = 64 * 1024;
 /// Longest line the log probe assembles; longer lines are matched in pieces.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -70,13 +73,18 @@ pub async fn drain(
     mut log: RotatingLog,
     mut pattern: Option<(Regex, oneshot::Sender<String>)>,
 ) {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small while the child is quiet (a thousand idle components cost little memory), grown
+    // to 64 KiB as soon as reads fill it (a chatty child is drained in big gulps).
+    let mut buf = vec![0u8; MIN_READ];
     let mut line = Vec::new();
     loop {
         let n = match pipe.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if n == buf.len() && buf.len() < MAX_READ {
+            buf.resize(buf.len() * 4, 0);
+        }
         if let Err(e) = log.write(&buf[..n]) {
             tracing::warn!(path = %log.path.display(), error = %e, "component log write failed");
         }
