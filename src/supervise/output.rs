@@ -24,31 +24,47 @@ const MAX_READ: usize = 64 * 1024;
 /// Longest line the log probe assembles; longer lines are matched in pieces.
 const MAX_LINE: usize = 64 * 1024;
 
-/// A size-rotated append-only log file.
+/// A size-rotated append-only log file. It is open only while output flows: a thousand quiet
+/// components then hold no log descriptors, and every spawn (which copies razar's descriptor
+/// table and closes it again at exec) stays cheap.
 pub struct RotatingLog {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
     size: u64,
     limit: u64,
 }
 
 impl RotatingLog {
+    /// Creates the file (so it exists from the launch on) and notes its size.
     pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
+        let file = Self::open_file(path)?;
         let size = file.metadata()?.len();
-        Ok(RotatingLog { path: path.to_path_buf(), file, size, limit })
+        Ok(RotatingLog { path: path.to_path_buf(), file: None, size, limit })
+    }
+
+    fn open_file(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new().append(true).create(true).mode(0o644).open(path)
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.size > 0 && self.size + bytes.len() as u64 > self.limit {
             self.rotate()?;
         }
-        self.file.write_all(bytes)?;
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(Self::open_file(&self.path)?),
+        };
+        file.write_all(bytes)?;
         self.size += bytes.len() as u64;
         Ok(())
+    }
+
+    /// The output paused: let go of the descriptor until more arrives.
+    pub fn idle(&mut self) {
+        self.file = None;
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -61,7 +77,7 @@ impl RotatingLog {
             let _ = std::fs::rename(name(n), name(n + 1));
         }
         std::fs::rename(&self.path, name(1))?;
-        self.file = OpenOptions::new().append(true).create(true).mode(0o644).open(&self.path)?;
+        self.file = Some(Self::open_file(&self.path)?);
         self.size = 0;
         Ok(())
     }
@@ -82,12 +98,12 @@ pub async fn drain(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if n == buf.len() && buf.len() < MAX_READ {
-            buf.resize(buf.len() * 4, 0);
-        }
+
         if let Err(e) = log.write(&buf[..n]) {
             tracing::warn!(path = %log.path.display(), error = %e, "component log write failed");
         }
+        // A read that did not fill the buffer drained the pipe: the child paused.
+        let paused = n < buf.len();
         if pattern.is_some() {
             for &b in &buf[..n] {
                 if b == b'\n' || line.len() >= MAX_LINE {
@@ -103,6 +119,11 @@ pub async fn drain(
                     line.push(b);
                 }
             }
+        }
+        if paused {
+            log.idle();
+        } else if buf.len() < MAX_READ {
+            buf.resize(buf.len() * 4, 0);
         }
     }
     // A last line without a newline still counts.
