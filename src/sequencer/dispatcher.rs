@@ -15,7 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
@@ -44,6 +44,8 @@ use crate::supervise::{leftovers, procfs, reaper};
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// How long a log probe's output may take to drain after its process exited non-zero.
 const EXIT_SETTLE: Duration = Duration::from_millis(500);
+/// Shortest gap between two probes when output wakes the starting probe loop.
+const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(10);
 /// How often the progress board is redrawn while nothing changes.
 const BOARD_REFRESH: Duration = Duration::from_millis(250);
 /// Longest a component's `stop` command may run.
@@ -529,12 +531,15 @@ impl Dispatcher {
             _ => None,
         };
         self.units[idx].log_pending = log_pattern.is_some();
+        let polled = cfg.health_check.as_ref().is_some_and(|p| !matches!(p.kind, ProbeKind::Log(_)));
+        let output_seen = polled.then(|| Arc::new(Notify::new()));
         let spec = SpawnSpec {
             argv: cfg.command.argv(),
             env,
             working_dir: Some(cfg.working_dir.clone()),
             log_path: self.paths.component_log(&cfg.name),
             log_pattern,
+            output_seen: output_seen.clone(),
         };
         tracing::info!("{}: starting (attempt {attempt}): {}", cfg.name, cfg.command);
         let spawned = match child::spawn(spec) {
@@ -576,7 +581,8 @@ impl Dispatcher {
                     let _ = tx.send(Msg::LogLine { idx, generation, line });
                 });
             } else {
-                self.units[idx].probe_task = Some(self.spawn_probe_loop(idx, generation, &cfg));
+                let seen = output_seen.unwrap_or_default();
+                self.units[idx].probe_task = Some(self.spawn_probe_loop(idx, generation, &cfg, seen));
             }
             let budget = cfg.ready_timeout.unwrap_or_else(|| {
                 policy::default_ready_budget(probe.initial_delay, probe.period, probe.failure_threshold)
@@ -611,7 +617,10 @@ impl Dispatcher {
         Ok(env)
     }
 
-    fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component) -> AbortHandle {
+    /// Probes a starting component on the `start_interval` schedule, and also right after it
+    /// writes output (servers tend to log the moment they listen), at most every
+    /// `OUTPUT_PROBE_GAP`.
+    fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component, output_seen: Arc<Notify>) -> AbortHandle {
         let probe = cfg.health_check.clone().expect("has a probe");
         let ctx = ExecContext { env: self.component_env(cfg), working_dir: Some(cfg.working_dir.clone()) };
         let http = self.http.clone();
@@ -624,7 +633,11 @@ impl Dispatcher {
                 if tx.send(Msg::Probe { idx, generation, outcome }).is_err() {
                     return;
                 }
-                sleep(policy::starting_interval(probe.start_interval, probe.period, attempts)).await;
+                let probed = Instant::now();
+                tokio::select! {
+                    _ = sleep(policy::starting_interval(probe.start_interval, probe.period, attempts)) => {}
+                    _ = output_seen.notified() => sleep_until(probed + OUTPUT_PROBE_GAP).await,
+                }
                 attempts += 1;
             }
         })

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::Stdio;
 
 use regex::Regex;
-use tokio::sync::oneshot;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, oneshot};
 
 use super::output::{self, RotatingLog};
 
@@ -20,6 +22,8 @@ pub struct SpawnSpec {
     pub log_path: PathBuf,
     /// Log probe: the first output line matching this is sent back.
     pub log_pattern: Option<(Regex, oneshot::Sender<String>)>,
+    /// Notified whenever output arrives (a starting service often logs the moment it is ready).
+    pub output_seen: Option<Arc<Notify>>,
 }
 
 /// A started process.
@@ -72,7 +76,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     drop(cmd);
     let pid = child.id().expect("a just-spawned child has a pid");
     let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(reader).map_err(SpawnError::Pipe)?;
-    tokio::spawn(output::drain(receiver, log, spec.log_pattern));
+    tokio::spawn(output::drain(receiver, log, spec.log_pattern, spec.output_seen));
     Ok(Spawned { child, pid, pgid: pid as i32, start_time: super::procfs::start_time(pid) })
 }
 

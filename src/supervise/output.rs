@@ -88,6 +88,7 @@ pub async fn drain(
     mut pipe: tokio::net::unix::pipe::Receiver,
     mut log: RotatingLog,
     mut pattern: Option<(Regex, oneshot::Sender<String>)>,
+    output_seen: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) {
     // Small while the child is quiet (a thousand idle components cost little memory), grown
     // to 64 KiB as soon as reads fill it (a chatty child is drained in big gulps).
@@ -101,6 +102,9 @@ pub async fn drain(
 
         if let Err(e) = log.write(&buf[..n]) {
             tracing::warn!(path = %log.path.display(), error = %e, "component log write failed");
+        }
+        if let Some(seen) = &output_seen {
+            seen.notify_one();
         }
         // A read that did not fill the buffer drained the pipe: the child paused.
         let paused = n < buf.len();

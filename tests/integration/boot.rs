@@ -413,3 +413,32 @@ fn a_restart_edge_restarts_the_dependent_when_its_dependency_comes_back() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn output_from_a_starting_service_triggers_a_probe_at_once() {
+    let r = Razar::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    r.write(
+        "srv.py",
+        &format!(
+            "import socket, time\ntime.sleep(0.3)\ns = socket.socket()\ns.bind(('127.0.0.1', {port}))\ns.listen(8)\n\
+             print('bound', time.time(), flush=True)\nwhile True:\n    c, _ = s.accept()\n    c.close()\n"
+        ),
+    );
+    // Polling alone would look at 0 s and then not again before 2 s.
+    r.config(json!({"components": [
+        {"name": "srv", "command": ["python3", "-u", "srv.py"],
+         "health_check": {"tcp": format!("127.0.0.1:{port}"), "start_interval": "2s", "period": "10s"}}
+    ]}));
+    let mut child = r.spawn(&["boot"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    let bound: f64 = r
+        .read("logs/components/srv.log")
+        .lines()
+        .find_map(|l| l.strip_prefix("bound ").and_then(|t| t.trim().parse().ok()))
+        .expect("the server's bind line");
+    let detected = first_ts(&r, "ready", "srv") - bound;
+    assert!(detected < 0.5, "detected {detected:.3}s after the bind: the output did not trigger a probe");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait().unwrap();
+}
