@@ -52,7 +52,7 @@ struct Diags<'a> {
     file: &'a Path,
     list: Vec<Diagnostic>,
     /// Log-probe regexes compiled so far: a thousand components usually share a handful.
-    regexes: HashMap<String, regex::Regex>,
+    regexes: HashMap<String, std::sync::Arc<regex::Regex>>,
 }
 
 impl Diags<'_> {
@@ -316,7 +316,7 @@ fn resolve_components(
     root: &Path,
     layers: &BTreeMap<String, Vec<String>>,
     diags: &mut Diags,
-) -> Vec<Component> {
+) -> Vec<std::sync::Arc<Component>> {
     let _ = layers;
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<Option<ComponentName>> = Vec::with_capacity(raws.len());
@@ -443,7 +443,7 @@ fn resolve_components(
             }
         }
         if let (Some(name), Some(command)) = (name, command) {
-            out.push(Component {
+            out.push(std::sync::Arc::new(Component {
                 name,
                 index: *i,
                 command,
@@ -462,7 +462,7 @@ fn resolve_components(
                 tests,
                 sources,
                 stop,
-            });
+            }));
         }
     }
     if diags.list.is_empty() {
@@ -545,7 +545,7 @@ fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &mut Diags) -
     } else if let Some(re) = p.log {
         let compiled = match diags.regexes.get(&re) {
             Some(r) => Ok(r.clone()),
-            None => regex::Regex::new(&re),
+            None => regex::Regex::new(&re).map(std::sync::Arc::new),
         };
         match compiled {
             Ok(r) => {

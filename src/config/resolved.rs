@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
@@ -58,14 +59,14 @@ pub struct Config {
     pub on_failure: OnFailure,
     /// Components in file order (the tie-break order). `enabled: false` ones are kept with
     /// `enabled` false so status can show them.
-    pub components: Vec<Component>,
+    pub components: Vec<std::sync::Arc<Component>>,
     /// Layers from `razar_env.yaml` used by some component: name → requirements.
     pub layers: BTreeMap<String, Vec<String>>,
 }
 
 impl Config {
     pub fn component(&self, name: &str) -> Option<&Component> {
-        self.components.iter().find(|c| c.name.as_str() == name)
+        self.components.iter().find(|c| c.name.as_str() == name).map(|c| &**c)
     }
 }
 
@@ -171,9 +172,14 @@ pub struct Probe {
 #[derive(Debug, Clone)]
 pub enum ProbeKind {
     Exec(Vec<String>),
-    Http { url: String, status: (u16, u16), body: Option<String> },
+    Http {
+        url: String,
+        status: (u16, u16),
+        body: Option<String>,
+    },
     Tcp(String),
-    Log(Regex),
+    /// Shared: a clone of a `Regex` carries its own match cache, a thousand of them add up.
+    Log(Arc<Regex>),
     File(PathBuf),
 }
 

@@ -264,7 +264,7 @@ impl Dispatcher {
             .components
             .iter()
             .map(|c| Unit {
-                cfg: Arc::new(c.clone()),
+                cfg: c.clone(),
                 status: if c.enabled { S::Pending } else { S::Disabled },
                 attempts: 0,
                 restarts: 0,

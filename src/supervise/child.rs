@@ -21,7 +21,7 @@ pub struct SpawnSpec {
     pub working_dir: Option<PathBuf>,
     pub log_path: PathBuf,
     /// Log probe: the first output line matching this is sent back.
-    pub log_pattern: Option<(Regex, oneshot::Sender<String>)>,
+    pub log_pattern: Option<(Arc<Regex>, oneshot::Sender<String>)>,
     /// Notified whenever output arrives (a starting service often logs the moment it is ready).
     pub output_seen: Option<Arc<Notify>>,
 }

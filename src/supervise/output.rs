@@ -87,7 +87,7 @@ impl RotatingLog {
 pub async fn drain(
     mut pipe: tokio::net::unix::pipe::Receiver,
     mut log: RotatingLog,
-    mut pattern: Option<(Regex, oneshot::Sender<String>)>,
+    mut pattern: Option<(std::sync::Arc<Regex>, oneshot::Sender<String>)>,
     output_seen: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) {
     // Small while the child is quiet (a thousand idle components cost little memory), grown
@@ -138,7 +138,7 @@ pub async fn drain(
     }
 }
 
-fn check_line(line: &[u8], pattern: &mut Option<(Regex, oneshot::Sender<String>)>) -> Option<String> {
+fn check_line(line: &[u8], pattern: &mut Option<(std::sync::Arc<Regex>, oneshot::Sender<String>)>) -> Option<String> {
     let (re, _) = pattern.as_ref()?;
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
