@@ -25,6 +25,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let json_logs = cli.global.log_format == LogFormat::Json;
     init_tracing(&cli, board.clone());
     let paths = Paths::new(absolute(&cli.global.root));
+    if matches!(cli.command, Command::Boot(_)) {
+        crate::supervise::prepare_for_many_children();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -88,7 +88,6 @@ async fn prepare(
     json_logs: bool,
 ) -> Result<Option<Prepared>> {
     let lock = BootLock::acquire(paths)?;
-    raise_open_files_limit();
     // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
     if let Err(e) = reaper::become_subreaper() {
         tracing::warn!("cannot become child subreaper ({e}); daemonizing processes may outlive razar");
@@ -291,18 +290,6 @@ fn read_brief_fields(path: &std::path::Path) -> Result<Map<String, Value>> {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(Error::Usage(format!("--brief {}: must be a JSON object of brief fields", path.display()))),
         Err(e) => Err(Error::Usage(format!("--brief {}: malformed JSON: {e}", path.display()))),
-    }
-}
-
-/// Raises the open-files soft limit to the hard limit so a thousand components (one pipe
-/// each, plus probe sockets) fit.
-fn raise_open_files_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
-        && soft < hard
-        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
-    {
-        tracing::warn!("cannot raise the open-files limit from {soft} to {hard}: {e}");
     }
 }
 

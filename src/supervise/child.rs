@@ -43,19 +43,12 @@ pub enum SpawnError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the output log {}: {source}", path.display())]
-    Log {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("cannot create the output pipe: {0}")]
     Pipe(#[source] std::io::Error),
 }
 
 pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
-    let log = RotatingLog::open(&spec.log_path, output::ROTATE_BYTES)
-        .map_err(|source| SpawnError::Log { path: spec.log_path.clone(), source })?;
+    let log = RotatingLog::new(&spec.log_path, output::ROTATE_BYTES);
     let (reader, writer) = pipe().map_err(SpawnError::Pipe)?;
     let writer2 = writer.try_clone().map_err(SpawnError::Pipe)?;
     let mut cmd = tokio::process::Command::new(&spec.argv[0]);

@@ -35,14 +35,27 @@ pub struct RotatingLog {
 }
 
 impl RotatingLog {
-    /// Creates the file (so it exists from the launch on) and notes its size.
-    pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
-        if let Some(dir) = path.parent() {
+    /// A log at `path`; nothing is touched until [`RotatingLog::create`].
+    pub fn new(path: &Path, limit: u64) -> Self {
+        RotatingLog { path: path.to_path_buf(), file: None, size: 0, limit }
+    }
+
+    /// Creates the file if needed (so it exists from the launch on) and notes its size. The
+    /// drain does this, off the dispatcher's launch path: creating a thousand files can take
+    /// longer than spawning a thousand processes.
+    pub fn create(&mut self) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = Self::open_file(path)?;
-        let size = file.metadata()?.len();
-        Ok(RotatingLog { path: path.to_path_buf(), file: None, size, limit })
+        self.size = Self::open_file(&self.path)?.metadata()?.len();
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
+        let mut log = Self::new(path, limit);
+        log.create()?;
+        Ok(log)
     }
 
     fn open_file(path: &Path) -> std::io::Result<File> {
@@ -90,6 +103,9 @@ pub async fn drain(
     mut pattern: Option<(std::sync::Arc<Regex>, oneshot::Sender<String>)>,
     output_seen: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) {
+    if let Err(e) = log.create() {
+        tracing::warn!(path = %log.path.display(), error = %e, "cannot create the component log");
+    }
     // Small while the child is quiet (a thousand idle components cost little memory), grown
     // to 64 KiB as soon as reads fill it (a chatty child is drained in big gulps).
     let mut buf = vec![0u8; MIN_READ];
