@@ -225,7 +225,7 @@ async fn prepare(
             let reason = format!("failed in {failures} consecutive boots (--failure-limit {})", args.failure_limit);
             ledger.add(&Entry::for_component(c, reason.clone(), Source::Razar))?;
             tracing::warn!("{name}: quarantined before launch: {reason}");
-            dispatcher.hold(name, ComponentStatus::Quarantined, reason);
+            dispatcher.quarantine_up_front(name, reason);
             continue;
         }
         if let Some(entry) = outcome.downtime.get(&c.name) {

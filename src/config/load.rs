@@ -827,6 +827,18 @@ mod tests {
     }
 
     #[test]
+    fn probe_urls_are_shown_without_credentials() {
+        use crate::config::resolved::redact_userinfo;
+        assert_eq!(
+            redact_userinfo("http://admin:pw@127.0.0.1:15672/api/health"),
+            "http://***@127.0.0.1:15672/api/health"
+        );
+        assert_eq!(redact_userinfo("http://127.0.0.1:8000/x?a=b@c"), "http://127.0.0.1:8000/x?a=b@c");
+        let kind = ProbeKind::Http { url: "https://u:p@h/".into(), status: (200, 399), body: None };
+        assert_eq!(kind.to_string(), "http https://***@h/");
+    }
+
+    #[test]
     fn plain_ws_off_loopback_is_refused() {
         assert!(check_ws_url("ws://127.0.0.1:9/x", false).is_ok());
         assert!(check_ws_url("ws://crown.example:9/x", false).is_err());

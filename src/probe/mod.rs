@@ -70,6 +70,7 @@ fn truncate(mut s: String) -> String {
 pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool, String) {
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
+        .env_remove(crate::supervise::SECRET_ENV)
         .envs(&ctx.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -84,17 +85,29 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
         Err(e) => return (false, format!("cannot run {:?}: {e}", argv[0])),
     };
     let pgid = child.id().map(|p| p as i32);
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
+    // A probe cancelled mid-run (the component became ready, was restarted or stopped) takes
+    // its whole group with it, not just the direct child.
+    let mut guard = crate::supervise::GroupGuard::new(child.id());
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
     let run = async {
+        // Kept bounded: a probe that floods its output cannot grow razar's memory.
+        let cap = (MAX_OUTPUT * 2) as u64;
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let (status, _, _) =
-            tokio::join!(reaper::wait(&mut child), stdout.read_to_end(&mut out), stderr.read_to_end(&mut err));
+        let (status, _, _) = tokio::join!(
+            reaper::wait(&mut child),
+            drain_capped(stdout, cap, &mut out),
+            drain_capped(stderr, cap, &mut err)
+        );
         out.extend_from_slice(&err);
         (status, out)
     };
-    match timeout(limit, run).await {
+    let result = timeout(limit, run).await;
+    if result.is_ok() {
+        guard.disarm();
+    }
+    match result {
         Ok((Ok(status), out)) => {
             let text = String::from_utf8_lossy(&out).trim().to_owned();
             let text = if text.is_empty() { status.to_string() } else { format!("{status}: {text}") };
@@ -107,9 +120,16 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
                 terminate::kill_group(pgid).await;
             }
             let _ = reaper::wait(&mut child).await;
+            guard.disarm();
             (false, format!("timed out after {limit:?}; process group killed"))
         }
     }
+}
+
+/// Keeps the first `cap` bytes of `pipe` in `out` and discards the rest until EOF.
+async fn drain_capped(mut pipe: impl tokio::io::AsyncRead + Unpin, cap: u64, out: &mut Vec<u8>) {
+    let _ = (&mut pipe).take(cap).read_to_end(out).await;
+    let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
 }
 
 async fn http_get(

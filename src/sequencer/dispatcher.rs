@@ -42,6 +42,8 @@ use crate::supervise::{leftovers, procfs, reaper};
 /// The shortest gap between two state-file writes while many components change at once;
 /// phase changes and the final state are written immediately.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
+/// Longest razar waits at exit for alerts still being posted (the webhook times out at 5 s).
+const ALERT_DRAIN: Duration = Duration::from_secs(6);
 /// How long a log probe's output may take to drain after its process exited non-zero.
 const EXIT_SETTLE: Duration = Duration::from_millis(500);
 /// Shortest gap between two probes when output wakes the starting probe loop.
@@ -240,6 +242,8 @@ pub struct Dispatcher {
     kill_now: bool,
     ready_announced: bool,
     jitter: Jitter,
+    /// Alerts being written and posted.
+    pending_alerts: tokio::task::JoinSet<()>,
     services: Services,
     control: Option<mpsc::Receiver<Envelope>>,
 }
@@ -317,6 +321,7 @@ impl Dispatcher {
             shutdown: None,
             kill_now: false,
             ready_announced: false,
+            pending_alerts: tokio::task::JoinSet::new(),
             jitter: Jitter::new(clock::epoch_millis() as u64 ^ u64::from(std::process::id()) << 32),
             services,
             control,
@@ -328,6 +333,15 @@ impl Dispatcher {
         if let Some(u) = self.units.iter_mut().find(|u| u.cfg.name.as_str() == name) {
             u.status = status;
             u.last_error = Some(reason);
+        }
+    }
+
+    /// Quarantines a component before `run` by this boot's own decision (the failure limit):
+    /// like a quarantine after an exhausted restart budget, it makes the boot exit 1.
+    pub fn quarantine_up_front(&mut self, name: &str, reason: String) {
+        self.hold(name, S::Quarantined, reason);
+        if let Some(u) = self.units.iter_mut().find(|u| u.cfg.name.as_str() == name) {
+            u.quarantined_now = true;
         }
     }
 
@@ -380,6 +394,12 @@ impl Dispatcher {
             if let Some(end) = self.finished() {
                 stop_orphans().await;
                 self.finish(end);
+                // Alerts raised at the end (a halt, a quarantine) are written and posted before
+                // razar exits; each is bounded by the webhook's own timeout.
+                let _ = tokio::time::timeout(ALERT_DRAIN, async {
+                    while self.pending_alerts.join_next().await.is_some() {}
+                })
+                .await;
                 return Ok(end);
             }
             let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
@@ -622,6 +642,11 @@ impl Dispatcher {
     /// `OUTPUT_PROBE_GAP`.
     fn spawn_probe_loop(&self, idx: usize, generation: u64, cfg: &Component, output_seen: Arc<Notify>) -> AbortHandle {
         let probe = cfg.health_check.clone().expect("has a probe");
+        // An exec probe forks a process: output wakes it no more often than `start_interval`.
+        let gap = match probe.kind {
+            ProbeKind::Exec(_) => probe.start_interval.max(OUTPUT_PROBE_GAP),
+            _ => OUTPUT_PROBE_GAP,
+        };
         let ctx = ExecContext { env: self.component_env(cfg), working_dir: Some(cfg.working_dir.clone()) };
         let http = self.http.clone();
         let tx = self.tx.clone();
@@ -636,7 +661,7 @@ impl Dispatcher {
                 let probed = Instant::now();
                 tokio::select! {
                     _ = sleep(policy::starting_interval(probe.start_interval, probe.period, attempts)) => {}
-                    _ = output_seen.notified() => sleep_until(probed + OUTPUT_PROBE_GAP).await,
+                    _ = output_seen.notified() => sleep_until(probed + gap).await,
                 }
                 attempts += 1;
             }
@@ -1147,9 +1172,10 @@ impl Dispatcher {
     }
 
     /// Raises an alert without blocking the dispatcher (the webhook may take up to 5 s).
-    fn alert(&self, message: String, severity: Severity, context: serde_json::Value) {
+    fn alert(&mut self, message: String, severity: Severity, context: serde_json::Value) {
+        while self.pending_alerts.try_join_next().is_some() {}
         let alerts = self.services.alerts.clone();
-        tokio::spawn(async move {
+        self.pending_alerts.spawn(async move {
             if let Err(e) = alerts.raise(message, severity, context).await {
                 tracing::warn!("cannot write the alert: {e}");
             }
@@ -1207,8 +1233,11 @@ impl Dispatcher {
 
     fn operator_stop(&mut self, idx: usize) -> Response {
         let name = self.name(idx);
-        if self.units[idx].status == S::Quarantined {
-            return Response::error(format!("{name} is quarantined (already stopped)"));
+        match self.units[idx].status {
+            S::Quarantined => return Response::error(format!("{name} is quarantined (already stopped)")),
+            S::Disabled => return Response::error(format!("{name} is disabled in the config (not running)")),
+            S::Downtime => return Response::error(format!("{name} is in Crown downtime for this boot (not running)")),
+            _ => {}
         }
         self.stop_liveness(idx);
         if let Some(t) = self.units[idx].probe_task.take() {
@@ -1722,7 +1751,8 @@ async fn stop_orphans() {
     }
     tracing::warn!("stopping {} process(es) that daemonized out of their component: {orphans:?}", orphans.len());
     let signal_all = |sig: Signal| {
-        for &pid in &orphans {
+        // Only the living: a reaped PID may already belong to someone else.
+        for &pid in orphans.iter().filter(|&&p| procfs::alive(p)) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
         }
     };

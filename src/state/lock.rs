@@ -27,7 +27,19 @@ impl BootLock {
             .mode(0o600)
             .open(&path)
             .map_err(|e| FsError::new("opening", &path, e))?;
-        match file.try_lock() {
+        // `holder` takes the lock shared for an instant to peek: a boot starting in that
+        // instant must not take it for another boot.
+        let mut tries = 0;
+        let locked = loop {
+            match file.try_lock() {
+                Err(std::fs::TryLockError::WouldBlock) if tries < 10 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                other => break other,
+            }
+        };
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();

@@ -33,3 +33,33 @@ pub fn prepare_for_many_children() {
         }
     }
 }
+
+/// razar's own secret: never passed on to a component, probe or stop command.
+pub const SECRET_ENV: &str = "CROWN_TOKEN";
+
+/// Kills a child's whole process group if dropped while armed: for work that may be
+/// cancelled half way (an exec probe whose component became ready or was stopped).
+pub struct GroupGuard {
+    pid: Option<u32>,
+}
+
+impl GroupGuard {
+    pub fn new(pid: Option<u32>) -> Self {
+        GroupGuard { pid }
+    }
+
+    /// The child finished (and was reaped) normally.
+    pub fn disarm(&mut self) {
+        self.pid = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            // Nobody will wait for it through its handle now: the orphan reaper may.
+            reaper::forget(pid);
+        }
+    }
+}

@@ -47,6 +47,11 @@ pub async fn wait(child: &mut tokio::process::Child) -> std::io::Result<ExitStat
     status
 }
 
+/// Stops treating `pid` as owned by a `Child` handle (its handle was dropped unwaited).
+pub fn forget(pid: u32) {
+    tracked().remove(&pid);
+}
+
 /// Direct children of razar (any thread) that no `Child` handle owns: orphans re-parented here.
 pub fn orphans() -> Vec<u32> {
     let set = tracked();

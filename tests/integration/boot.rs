@@ -442,3 +442,24 @@ fn output_from_a_starting_service_triggers_a_probe_at_once() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn the_crown_token_never_reaches_components_probes_or_state() {
+    let mut r = Razar::new();
+    let canary = "canary-token-7f3a9c";
+    r.env("CROWN_TOKEN", canary);
+    r.config(json!({"components": [
+        {"name": "dump", "command": "env; echo ready; exec sleep 60",
+         "health_check": {"exec": ["sh", "-c", "env > probe-env.txt"]}},
+        {"name": "waiter", "kind": "task", "command": "true", "depends_on": ["dump"]}
+    ]}));
+    let child = r.spawn(&["boot"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(r.read("probe-env.txt").contains("RAZAR_COMPONENT=dump"), "the probe ran with the component's env");
+    for (path, bytes) in r.snapshot("") {
+        assert!(!String::from_utf8_lossy(&bytes).contains(canary), "the token reached {}", path.display());
+    }
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(canary));
+}
