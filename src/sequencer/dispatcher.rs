@@ -1513,6 +1513,12 @@ impl Dispatcher {
         self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
         self.record_history();
         self.flush();
+        // The boot's peak (config parsing, a thousand launches, the history and the textfile)
+        // is over: hand the freed heap back so a long-running supervisor stays small.
+        // SAFETY: malloc_trim only releases free memory of the allocator razar already uses.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 
     fn record_history(&mut self) {
