@@ -712,16 +712,20 @@ fn resolve_metrics(raw: raw::RawMetrics, root: &Path, diags: &mut Diags) -> Metr
     }
 }
 
+/// An empty environment, for tests that must not depend on the developer's shell.
+#[cfg(test)]
+pub(crate) struct NoEnv;
+
+#[cfg(test)]
+impl Env for NoEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
 
     fn load_text(name: &str, text: &str) -> Result<Config, Invalid> {
         let dir = tempfile::tempdir().unwrap();

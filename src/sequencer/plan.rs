@@ -88,14 +88,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Env};
-
-    struct NoEnv;
-    impl Env for NoEnv {
-        fn var(&self, _: &str) -> Option<String> {
-            None
-        }
-    }
+    use crate::config::{self, load::NoEnv};
 
     fn plan(json: serde_json::Value) -> Plan {
         let dir = tempfile::tempdir().unwrap();
