@@ -71,16 +71,10 @@ pub async fn run_launcher(
 ) -> LaunchRecord {
     let started = Instant::now();
     let mut record = LaunchRecord {
-        model,
         launcher: Some(launcher.display().to_string()),
         status: "spawn_error",
-        launched: false,
-        exit_code: None,
-        signal: None,
-        duration_seconds: 0.0,
-        stdout: String::new(),
-        stderr: String::new(),
         error: None,
+        ..LaunchRecord::not_configured(model)
     };
     let mut cmd = tokio::process::Command::new(launcher);
     cmd.current_dir(cwd)

@@ -773,9 +773,7 @@ impl Dispatcher {
     fn became_ready(&mut self, idx: usize) {
         let name = self.name(idx);
         let unit = &mut self.units[idx];
-        if let Some(task) = unit.probe_task.take() {
-            task.abort();
-        }
+        unit.abort_probes();
         let secs = unit.first_launch.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let now = clock::epoch();
         unit.ready_at = Some(clock::iso(now));
@@ -818,9 +816,7 @@ impl Dispatcher {
         let attempts = self.units[idx].attempts;
         let retry = attempts <= self.opts.retries && self.shutdown.is_none();
         let unit = &mut self.units[idx];
-        if let Some(task) = unit.probe_task.take() {
-            task.abort();
-        }
+        unit.abort_probes();
         unit.last_error = Some(reason.clone());
         unit.status = if retry { S::Backoff } else { S::Unhealthy };
         tracing::warn!("{name}: attempt {attempts} failed: {reason}");
@@ -950,12 +946,12 @@ impl Dispatcher {
             self.restart(idx, if ok { "exited" } else { "crashed" }, format!("{text} after becoming ready"));
         } else if ok {
             tracing::info!("{name}: completed ({text})");
-            self.stop_liveness(idx);
+            self.units[idx].abort_probes();
             self.units[idx].status = S::Completed;
             self.event("complete", &name, "ok", None);
         } else {
             tracing::warn!("{name}: {text} after becoming ready; restart policy never");
-            self.stop_liveness(idx);
+            self.units[idx].abort_probes();
             self.units[idx].status = S::Failed;
             self.units[idx].last_error = Some(format!("{text} after becoming ready"));
             self.event("failure", &name, "exited", Some(json!({"status": text})));
@@ -971,7 +967,7 @@ impl Dispatcher {
         if self.units[idx].cfg.restart.policy == RestartPolicy::Never {
             // Supervision failures never halt the boot: the component fails on its own.
             tracing::warn!("{name}: {error}; restart policy never");
-            self.stop_liveness(idx);
+            self.units[idx].abort_probes();
             self.units[idx].status = S::Failed;
             self.units[idx].last_error = Some(error.clone());
             self.services.metrics.component_up(&name, false);
@@ -981,10 +977,7 @@ impl Dispatcher {
             }
             return;
         }
-        self.stop_liveness(idx);
-        if let Some(t) = self.units[idx].probe_task.take() {
-            t.abort();
-        }
+        self.units[idx].abort_probes();
         self.units[idx].last_error = Some(error.clone());
         let now = self.started.elapsed().as_secs_f64();
         let random = self.jitter.sample();
@@ -1073,12 +1066,6 @@ impl Dispatcher {
         self.units[idx].liveness_task = Some(task.abort_handle());
     }
 
-    fn stop_liveness(&mut self, idx: usize) {
-        if let Some(t) = self.units[idx].liveness_task.take() {
-            t.abort();
-        }
-    }
-
     fn on_liveness(&mut self, idx: usize, generation: u64, outcome: probe::Outcome) {
         let unit = &mut self.units[idx];
         if unit.generation != generation || unit.status != S::Healthy {
@@ -1149,10 +1136,7 @@ impl Dispatcher {
             if matches!(self.units[d].status, S::Quarantined | S::Disabled | S::Downtime | S::Completed | S::Failed) {
                 continue;
             }
-            self.stop_liveness(d);
-            if let Some(t) = self.units[d].probe_task.take() {
-                t.abort();
-            }
+            self.units[d].abort_probes();
             let dep = self.name(d);
             self.units[d].status = S::Blocked;
             self.units[d].blocked_by = vec![via.clone()];
@@ -1214,10 +1198,7 @@ impl Dispatcher {
         match self.units[idx].status {
             S::Quarantined => Response::error(format!("{name} is quarantined: release it first")),
             S::Healthy | S::Starting | S::Unhealthy if self.units[idx].proc.is_some() => {
-                self.stop_liveness(idx);
-                if let Some(t) = self.units[idx].probe_task.take() {
-                    t.abort();
-                }
+                self.units[idx].abort_probes();
                 self.units[idx].status = S::Backoff;
                 self.units[idx].restarting = self.units[idx].ever_ready;
                 self.units[idx].restarts += 1;
@@ -1239,10 +1220,7 @@ impl Dispatcher {
             S::Downtime => return Response::error(format!("{name} is in Crown downtime for this boot (not running)")),
             _ => {}
         }
-        self.stop_liveness(idx);
-        if let Some(t) = self.units[idx].probe_task.take() {
-            t.abort();
-        }
+        self.units[idx].abort_probes();
         self.units[idx].status = S::Stopped;
         self.event("stop", &name, "operator", None);
         // Also cancels a relaunch that a restart or retry had planned for after its stop.
@@ -1318,10 +1296,7 @@ impl Dispatcher {
             let in_ledger = listed.contains(&name);
             let quarantined = self.units[idx].status == S::Quarantined;
             if in_ledger && !quarantined {
-                self.stop_liveness(idx);
-                if let Some(t) = self.units[idx].probe_task.take() {
-                    t.abort();
-                }
+                self.units[idx].abort_probes();
                 self.units[idx].status = S::Quarantined;
                 self.units[idx].last_error = Some("quarantined by the operator".into());
                 self.stop_unit(idx, AfterStop::Nothing);
@@ -1434,9 +1409,7 @@ impl Dispatcher {
         self.shutdown = Some(end);
         self.state.phase = Some(Phase::Stopping);
         for u in &mut self.units {
-            for t in [u.probe_task.take(), u.liveness_task.take()].into_iter().flatten() {
-                t.abort();
-            }
+            u.abort_probes();
             if matches!(u.status, S::Backoff) {
                 u.status = S::Stopped;
             }
@@ -1635,6 +1608,13 @@ enum DepState {
 }
 
 impl Unit {
+    /// Stops whatever probes this unit: the readiness loop and the liveness loop.
+    fn abort_probes(&mut self) {
+        for t in [self.probe_task.take(), self.liveness_task.take()].into_iter().flatten() {
+            t.abort();
+        }
+    }
+
     /// Whether a dependent waiting on this unit with `condition` may start. A task counts as
     /// healthy once it has exited 0.
     /// Will not come up in this boot without the operator: its dependents are blocked.
