@@ -31,7 +31,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("razar: cannot start the async runtime: {e}");
+            crate::errln!("razar: cannot start the async runtime: {e}");
             return exit::INTERNAL;
         }
     };
@@ -46,7 +46,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
             if json_logs {
                 tracing::error!(exit_code = e.exit_code(), "{}", message.trim_end());
             } else {
-                eprintln!("razar: {}", message.trim_end());
+                crate::errln!("razar: {}", message.trim_end());
             }
             e.exit_code()
         }
@@ -92,7 +92,9 @@ fn init_tracing(cli: &Cli, board: Option<Arc<Board>>) {
         (false, _, _) => "trace",
     };
     let filter = EnvFilter::try_from_env("RAZAR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // A write to a closed or broken stderr is dropped silently: reporting it would write to the
+    // same stderr, and nothing about a log line is worth ending supervision for.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).log_internal_errors(false);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = match (cli.global.log_format, board) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).with_writer(std::io::stderr).try_init(),

@@ -4,6 +4,25 @@
 //! Layers (dependencies point down): `commands` → `sequencer` → `probe` / `supervise` /
 //! `journal` / `state` → `config` / `fsutil` / `clock`. `run` is the whole binary.
 
+/// `println!` that never panics: a closed or broken stdout (EPIPE, EIO) is ignored, so a dead
+/// pager never ends razar or orphans its stack.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics (see [`outln!`]).
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let _ = ::std::writeln!(::std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 pub mod alerts;
 pub mod analyze;
 pub mod app;

@@ -45,18 +45,18 @@ async fn check(paths: &Paths, args: AgentsCheckArgs) -> Result<u8> {
         let items: Vec<Value> =
             roster.agents.iter().zip(&reports).map(|(a, r)| to_json(&roster, a, r, args.include_remote)).collect();
         let text = serde_json::to_string_pretty(&items).map_err(|e| Error::Internal(e.to_string()))?;
-        println!("{text}");
+        crate::outln!("{text}");
     } else {
         print_table(&roster, &reports);
     }
 
     for d in &roster.problems {
-        eprintln!("razar: {d}");
+        crate::errln!("razar: {d}");
     }
     let broken = roster.agents.iter().filter(|a| !a.is_usable()).count();
     let failed = reports.iter().flatten().filter(|r| r.outcome != Outcome::Reachable).count();
     if broken > 0 {
-        eprintln!(
+        crate::errln!(
             "razar: {broken} of {} agent{} in {} cannot be used; fix the problems listed",
             roster.agents.len(),
             if roster.agents.len() == 1 { "" } else { "s" },
@@ -64,7 +64,7 @@ async fn check(paths: &Paths, args: AgentsCheckArgs) -> Result<u8> {
         );
     }
     if failed > 0 {
-        eprintln!("razar: {failed} agent{} failed the remote probe", if failed == 1 { "" } else { "s" });
+        crate::errln!("razar: {failed} agent{} failed the remote probe", if failed == 1 { "" } else { "s" });
     }
     Ok(if roster.problems.is_empty() && broken == 0 && failed == 0 { exit::SUCCESS } else { exit::CONFIG })
 }
@@ -127,12 +127,12 @@ fn print_table(roster: &Roster, reports: &[Option<Report>]) {
             line.push_str(&format!("{cell:<w$}  "));
         }
         line.push_str(&row[4]);
-        println!("{}", line.trim_end());
+        crate::outln!("{}", line.trim_end());
         for d in &agent.problems {
-            println!("    error: {}: {}", d.field, d.message);
+            crate::outln!("    error: {}: {}", d.field, d.message);
         }
         for w in &agent.warnings {
-            println!("    warning: {w}");
+            crate::outln!("    warning: {w}");
         }
     }
 }

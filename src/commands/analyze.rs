@@ -15,11 +15,11 @@ pub fn run(paths: &Paths, args: AnalyzeArgs) -> Result<u8> {
     if args.json {
         let mut value = serde_json::to_value(&analysis).map_err(|e| Error::Internal(e.to_string()))?;
         value["file"] = file.display().to_string().into();
-        println!("{value}");
+        crate::outln!("{value}");
     } else {
-        println!("category: {}", analysis.category);
-        println!("evidence: {}", analysis.evidence);
-        println!("remediation: {}", analysis.remediation);
+        crate::outln!("category: {}", analysis.category);
+        crate::outln!("evidence: {}", analysis.evidence);
+        crate::outln!("remediation: {}", analysis.remediation);
     }
     Ok(exit::SUCCESS)
 }

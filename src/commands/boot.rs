@@ -134,7 +134,7 @@ async fn prepare(
         if json_logs {
             tracing::info!(metrics_url = %url, "metrics at {url}");
         } else {
-            eprintln!("razar: metrics at {url}");
+            crate::errln!("razar: metrics at {url}");
         }
         state.metrics_url = Some(url);
         Some(AbortOnDrop(tokio::spawn(exporter.serve(metrics.clone()))))
@@ -173,8 +173,8 @@ async fn prepare(
         if outcome.offline {
             tracing::warn!("no Crown configured (CROWN_WS_URL or crown.url): offline mode");
         }
-        println!("acknowledgement: {}", outcome.acknowledgement);
-        println!("capabilities: {}", outcome.capabilities.join(", "));
+        crate::outln!("acknowledgement: {}", outcome.acknowledgement);
+        crate::outln!("capabilities: {}", outcome.capabilities.join(", "));
         return Ok(None);
     }
     // An adopted component the Crown put in downtime is stopped like any other leftover.

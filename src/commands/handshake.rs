@@ -38,16 +38,16 @@ pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
     let outcome = crown::handshake(paths, &cfg, &CrownEnv::from_process(), &brief).await?;
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default());
     } else {
-        println!("acknowledgement: {}", outcome.acknowledgement);
-        println!("capabilities: {}", outcome.capabilities.join(", "));
+        crate::outln!("acknowledgement: {}", outcome.acknowledgement);
+        crate::outln!("capabilities: {}", outcome.capabilities.join(", "));
         if !outcome.downtime.is_empty() {
             let names: Vec<&str> = outcome.downtime.keys().map(|n| n.as_str()).collect();
-            println!("downtime: {}", names.join(", "));
+            crate::outln!("downtime: {}", names.join(", "));
         }
         if !outcome.launched_models.is_empty() {
-            println!("launched models: {}", outcome.launched_models.join(", "));
+            crate::outln!("launched models: {}", outcome.launched_models.join(", "));
         }
     }
     let missing = outcome.missing_capabilities(&required);

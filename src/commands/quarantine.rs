@@ -45,7 +45,7 @@ pub async fn run(paths: &Paths, args: QuarantineArgs) -> Result<u8> {
 async fn notify_running_boot(paths: &Paths) {
     let told = control::request(paths, &control::Request::QuarantineReload, std::time::Duration::from_secs(5)).await;
     match told {
-        Ok(response) if response.ok => eprintln!("razar: running boot notified"),
+        Ok(response) if response.ok => crate::errln!("razar: running boot notified"),
         // No boot: the next one reads the ledger when it plans its launch.
         Err(control::ClientError::NotRunning) => tracing::debug!("no boot running; nothing to notify"),
         Ok(response) => warn_not_told(&response.message.unwrap_or_else(|| "it refused the request".to_owned())),
@@ -70,7 +70,7 @@ fn list(ledger: &Ledger, json: bool) -> Result<u8> {
         return Ok(exit::SUCCESS);
     }
     if entries.is_empty() {
-        println!("no component is quarantined");
+        crate::outln!("no component is quarantined");
         return Ok(exit::SUCCESS);
     }
     let rows: Vec<[String; 4]> = entries
@@ -81,7 +81,7 @@ fn list(ledger: &Ledger, json: bool) -> Result<u8> {
     let widths: Vec<usize> =
         (0..3).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     for row in [&header].into_iter().chain(&rows) {
-        println!(
+        crate::outln!(
             "{:<w0$}  {:<w1$}  {:>w2$}  {}",
             row[0],
             row[1],
@@ -104,25 +104,25 @@ fn show(ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
         print_json(&entry)?;
         return Ok(exit::SUCCESS);
     }
-    println!("component:       {}", entry.name);
-    println!("quarantined at:  {} UTC", quarantined_at(&entry));
-    println!("source:          {}", entry.source.as_str());
-    println!("attempts:        {}", entry.attempts);
-    println!("reason:          {}", entry.reason.trim_end().replace('\n', "\n                 "));
+    crate::outln!("component:       {}", entry.name);
+    crate::outln!("quarantined at:  {} UTC", quarantined_at(&entry));
+    crate::outln!("source:          {}", entry.source.as_str());
+    crate::outln!("attempts:        {}", entry.attempts);
+    crate::outln!("reason:          {}", entry.reason.trim_end().replace('\n', "\n                 "));
     let patches = if entry.patches_applied.is_empty() { "none".to_owned() } else { entry.patches_applied.join(", ") };
-    println!("patches applied: {patches}");
+    crate::outln!("patches applied: {patches}");
     if let Some(command) = &entry.command {
         let shown = match command {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        println!("command:         {shown}");
+        crate::outln!("command:         {shown}");
     }
     if let Some(kind) = &entry.kind {
-        println!("kind:            {kind}");
+        crate::outln!("kind:            {kind}");
     }
     if !entry.depends_on.is_empty() {
-        println!("depends on:      {}", entry.depends_on.join(", "));
+        crate::outln!("depends on:      {}", entry.depends_on.join(", "));
     }
     Ok(exit::SUCCESS)
 }
@@ -205,7 +205,7 @@ fn release(paths: &Paths, ledger: &Ledger, args: &QuarantineReleaseArgs) -> Resu
                 h.component_failures.remove(name.as_str());
             });
             if let Err(e) = forgiven {
-                eprintln!("razar: warning: cannot reset {name}'s failure count in {}: {e}", path.display());
+                crate::errln!("razar: warning: cannot reset {name}'s failure count in {}: {e}", path.display());
             }
             Ok(Change::Released(entry))
         }
@@ -218,9 +218,9 @@ fn release(paths: &Paths, ledger: &Ledger, args: &QuarantineReleaseArgs) -> Resu
 
 fn report(change: &Change) {
     match change {
-        Change::Added(e) => println!("quarantined `{}`: {}", e.name, one_line(&e.reason, 200)),
+        Change::Added(e) => crate::outln!("quarantined `{}`: {}", e.name, one_line(&e.reason, 200)),
         Change::Released(e) => {
-            println!(
+            crate::outln!(
                 "released `{}` (quarantined since {} UTC: {})",
                 e.name,
                 quarantined_at(e),
@@ -232,7 +232,7 @@ fn report(change: &Change) {
 
 fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("serializing: {e}")))?;
-    println!("{text}");
+    crate::outln!("{text}");
     Ok(())
 }
 

@@ -16,6 +16,6 @@ pub fn run(args: SchemaArgs) -> Result<u8> {
             }
         },
     };
-    println!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::Internal(e.to_string()))?);
+    crate::outln!("{}", serde_json::to_string_pretty(&out).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(exit::SUCCESS)
 }

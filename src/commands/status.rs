@@ -55,7 +55,7 @@ pub async fn run(paths: &Paths, args: StatusArgs) -> Result<u8> {
     }
     let snapshot = fetch(paths).await?.ok_or_else(|| no_state(paths))?;
     if let Some(note) = source_note(paths, snapshot.source) {
-        eprintln!("razar: {note}");
+        crate::errln!("razar: {note}");
     }
     write_stdout(&frame(&snapshot, args.json, false)?)?;
     Ok(exit::SUCCESS)
@@ -138,7 +138,7 @@ async fn watch(paths: &Paths, json: bool) -> Result<u8> {
             // A boot too busy to answer in time, or one shutting down mid-answer: try again at
             // the next tick rather than end the watch.
             Err(Error::Control(e @ (ClientError::Timeout(_) | ClientError::Protocol(_) | ClientError::Io { .. }))) => {
-                eprintln!("razar: {e}; retrying");
+                crate::errln!("razar: {e}; retrying");
                 tokio::select! {
                     _ = &mut ctrl_c => return Ok(exit::SUCCESS),
                     () = sleep(WATCH_EVERY) => continue,
@@ -149,8 +149,8 @@ async fn watch(paths: &Paths, json: bool) -> Result<u8> {
         let live = snapshot.source == Source::Live;
         if was_live != Some(live) {
             match source_note(paths, snapshot.source) {
-                Some(note) => eprintln!("razar: {note}"),
-                None if was_live.is_some() => eprintln!("razar: a boot is running; showing its live state"),
+                Some(note) => crate::errln!("razar: {note}"),
+                None if was_live.is_some() => crate::errln!("razar: a boot is running; showing its live state"),
                 None => {}
             }
         }
@@ -163,7 +163,7 @@ async fn watch(paths: &Paths, json: bool) -> Result<u8> {
         write_stdout(&text)?;
         if matches!(snapshot.source, Source::File { holder: None, .. }) {
             if was_live == Some(true) {
-                eprintln!("razar: the boot has ended (phase {})", phase_word(snapshot.state.phase));
+                crate::errln!("razar: the boot has ended (phase {})", phase_word(snapshot.state.phase));
             }
             return Ok(exit::SUCCESS);
         }
@@ -202,12 +202,12 @@ async fn wait_ready(paths: &Paths, limit: Duration, json: bool) -> Result<u8> {
                 match snapshot.state.phase {
                     Some(Phase::Ready) => {
                         write_stdout(&frame(&snapshot, json, false)?)?;
-                        eprintln!("razar: boot {} is ready", show_id(&id));
+                        crate::errln!("razar: boot {} is ready", show_id(&id));
                         return Ok(exit::SUCCESS);
                     }
                     Some(phase @ (Phase::Stopping | Phase::Stopped | Phase::Halted)) => {
                         write_stdout(&frame(&snapshot, json, false)?)?;
-                        eprintln!(
+                        crate::errln!(
                             "razar: boot {} is {}: it will not become ready",
                             show_id(&id),
                             phase_word(Some(phase))
@@ -222,7 +222,7 @@ async fn wait_ready(paths: &Paths, limit: Duration, json: bool) -> Result<u8> {
                     if let Some(snapshot) = snapshot {
                         write_stdout(&frame(&snapshot, json, false)?)?;
                     }
-                    eprintln!("razar: {why}");
+                    crate::errln!("razar: {why}");
                     return Ok(exit::NOT_READY);
                 }
             }
@@ -247,7 +247,7 @@ async fn wait_ready(paths: &Paths, limit: Duration, json: bool) -> Result<u8> {
     if let Some(e) = last_error {
         why.push_str(&format!(" (last error: {e})"));
     }
-    eprintln!("razar: {why}");
+    crate::errln!("razar: {why}");
     Ok(exit::NOT_READY)
 }
 

@@ -29,11 +29,11 @@ pub fn run(paths: &Paths, args: ValidateArgs) -> Result<u8> {
 
     if let Ok(cfg) = cfg {
         let enabled = cfg.components.iter().filter(|c| c.enabled).count();
-        println!("{}: ok ({} components, {enabled} enabled)", file.display(), cfg.components.len());
+        crate::outln!("{}: ok ({} components, {enabled} enabled)", file.display(), cfg.components.len());
     }
     if let Some(Ok(r)) = roster {
         for d in r.environment_problems() {
-            eprintln!("razar: warning: {d} (`razar agents check` fails until it is set)");
+            crate::errln!("razar: warning: {d} (`razar agents check` fails until it is set)");
         }
         for a in &r.agents {
             for w in &a.warnings {
@@ -42,7 +42,7 @@ pub fn run(paths: &Paths, args: ValidateArgs) -> Result<u8> {
         }
         let n = r.agents.len();
         let active = r.current().map(|a| format!(", active {}", a.name)).unwrap_or_default();
-        println!("{}: ok ({n} agent{}{active})", r.file.display(), if n == 1 { "" } else { "s" });
+        crate::outln!("{}: ok ({n} agent{}{active})", r.file.display(), if n == 1 { "" } else { "s" });
     }
     Ok(exit::SUCCESS)
 }

@@ -1480,8 +1480,8 @@ impl Dispatcher {
             tracing::info!(event = "ready", seconds = secs, "{line}");
             tracing::info!(event = "ready", "RAZAR ready.");
         } else {
-            eprintln!("{line}");
-            eprintln!("RAZAR ready.");
+            crate::errln!("{line}");
+            crate::errln!("RAZAR ready.");
         }
         self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
         self.record_history();

@@ -7,6 +7,7 @@ mod analyze;
 mod boot;
 mod config;
 mod crown;
+mod faults;
 mod layers;
 mod quarantine;
 mod status;
