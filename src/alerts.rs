@@ -178,7 +178,7 @@ impl Alerts {
 }
 
 fn write_tmp(tmp: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o644).open(tmp)?;
+    let mut f = OpenOptions::new().write(true).create_new(true).mode(crate::fsutil::PRIVATE_FILE).open(tmp)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

@@ -38,6 +38,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
     let result = runtime.block_on(dispatch(cli, paths, board));
     // Component tasks are done by now; anything left (a stuck DNS lookup) must not hold exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    // Journal records still queued are written before exit (bounded: a stuck disk must not
+    // hold the exit either).
+    crate::journal::writer::flush(std::time::Duration::from_secs(5));
     match result {
         Ok(code) => code,
         Err(Error::Exit(code)) => code,

@@ -32,9 +32,24 @@ impl FsError {
 
 pub type Result<T> = std::result::Result<T, FsError>;
 
-/// Creates `dir` and its parents.
+/// Creates `dir` and its parents; directories razar creates are owner-only (0700).
 pub fn ensure_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| FsError::new("creating directory", dir, e))
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| FsError::new("creating directory", dir, e))
+}
+
+/// Restricts the directories razar keeps its records in to their owner, when they exist and
+/// are razar's (an older razar created them 0755). Failures are left to the writes that follow.
+pub fn restrict_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        if dir.is_dir() {
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+    }
 }
 
 /// Creates `dir` (and parents) and restricts it to its owner.
@@ -77,16 +92,16 @@ fn replace(path: &Path, bytes: &[u8], mode: u32, durable: bool) -> Result<()> {
     })
 }
 
-/// Writes `value` as pretty JSON, atomically and durably, mode 0644.
+/// Writes `value` as pretty JSON, atomically and durably, mode 0600.
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let bytes = json_bytes(path, value)?;
-    atomic_write(path, &bytes, 0o644)
+    atomic_write(path, &bytes, PRIVATE_FILE)
 }
 
 /// [`write_json`] without the fsyncs (see [`atomic_write_fast`]).
 pub fn write_json_fast<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     let bytes = json_bytes(path, value)?;
-    atomic_write_fast(path, &bytes, 0o644)
+    atomic_write_fast(path, &bytes, PRIVATE_FILE)
 }
 
 fn json_bytes<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<Vec<u8>> {
@@ -132,15 +147,15 @@ pub fn append_jsonl<T: Serialize + ?Sized>(path: &Path, record: &T) -> Result<()
         ensure_dir(dir)?;
     }
     let mut append = || -> io::Result<()> {
-        let mut f = OpenOptions::new().append(true).create(true).mode(0o644).open(path)?;
-        f.lock()?;
+        let mut f = OpenOptions::new().append(true).create(true).mode(PRIVATE_FILE).open(path)?;
+        let locked = lock_bounded(&f);
         // A torn line left by a crashed writer must not swallow this record: start on a fresh line.
         let len = f.metadata()?.len();
         if len > 0 && !ends_with_newline(path, len)? {
             line.insert(0, b'\n');
         }
         f.write_all(&line)?;
-        f.unlock()
+        if locked { f.unlock() } else { Ok(()) }
     };
     append().map_err(|e| FsError::new("appending to", path, e))
 }
@@ -157,11 +172,20 @@ fn ends_with_newline(path: &Path, len: u64) -> io::Result<bool> {
 /// A JSONL file kept open for appending: the same one-line, one-write, locked records as
 /// [`append_jsonl`] without reopening the file for every record (the dispatcher journals
 /// thousands of events while a large stack boots). Whether the file ends in a torn line is
-/// checked once, when it is opened.
+/// checked when it is opened. The file is reopened when its path no longer names the open file
+/// (log rotation: `mv razar.log razar.log.1`) or after [`request_reopen`] (SIGUSR1).
 #[derive(Debug)]
 pub struct Appender {
     path: PathBuf,
-    file: std::sync::Mutex<Option<File>>,
+    file: std::sync::Mutex<Option<Open>>,
+}
+
+#[derive(Debug)]
+pub struct Open {
+    file: File,
+    dev: u64,
+    ino: u64,
+    generation: u64,
 }
 
 impl Appender {
@@ -177,23 +201,30 @@ impl Appender {
         let mut line =
             serde_json::to_vec(record).map_err(|e| FsError::new("serializing", &self.path, io::Error::other(e)))?;
         line.push(b'\n');
+        self.append_line(line)
+    }
+
+    /// Appends `line` (one whole record ending in a newline) in one write.
+    pub fn append_line(&self, mut line: Vec<u8>) -> Result<()> {
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
-        let mut write = |slot: &mut Option<File>| -> io::Result<()> {
+        let mut write = |slot: &mut Option<Open>| -> io::Result<()> {
+            if slot.as_ref().is_some_and(|open| self.moved(open)) {
+                *slot = None;
+            }
             if slot.is_none() {
-                if let Some(dir) = self.path.parent() {
-                    fs::create_dir_all(dir)?;
-                }
-                let f = OpenOptions::new().append(true).create(true).mode(0o644).open(&self.path)?;
-                let len = f.metadata()?.len();
+                let open = open_private_append(&self.path)?;
+                let len = open.file.metadata()?.len();
                 if len > 0 && !ends_with_newline(&self.path, len)? {
                     line.insert(0, b'\n');
                 }
-                *slot = Some(f);
+                *slot = Some(open);
             }
-            let f = slot.as_mut().expect("opened above");
-            f.lock()?;
+            let f = &mut slot.as_mut().expect("opened above").file;
+            let locked = lock_bounded(f);
             let result = f.write_all(&line);
-            f.unlock()?;
+            if locked {
+                f.unlock()?;
+            }
             result
         };
         write(&mut guard).map_err(|e| {
@@ -202,6 +233,71 @@ impl Appender {
             FsError::new("appending to", &self.path, e)
         })
     }
+
+    /// Holds the file's writer lock, stalling every append until dropped (tests of writers
+    /// that must not wait for a stalled journal).
+    #[cfg(test)]
+    pub fn hold(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when the open file is no longer the one at `path` (renamed or removed by log
+    /// rotation) or a reopen was requested since it was opened.
+    fn moved(&self, open: &Open) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if open.generation != REOPEN.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        match fs::metadata(&self.path) {
+            Ok(m) => m.dev() != open.dev || m.ino() != open.ino,
+            Err(_) => true,
+        }
+    }
+}
+
+static REOPEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes every [`Appender`] reopen its file before its next record (SIGUSR1 after rotation).
+pub fn request_reopen() {
+    REOPEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Mode of every file razar writes under `logs/`, `quarantine/`, `.razar/` and the metrics
+/// textfile: owner only (not configurable; see docs/files.md).
+pub const PRIVATE_FILE: u32 = 0o600;
+
+/// Longest wait for the advisory lock on a journal. Another process holding it longer (a
+/// hostile `flock -x`) gets the record written without the lock: an `O_APPEND` write of one
+/// line still lands whole, and supervision never waits on someone else's lock.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Takes the exclusive lock on `f`, waiting at most [`LOCK_WAIT`]; false if it was not taken.
+fn lock_bounded(f: &File) -> bool {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match f.try_lock() {
+            Ok(()) => return true,
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn open_private_append(path: &Path) -> io::Result<Open> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir).map_err(|e| e.source)?;
+    }
+    let file = OpenOptions::new().append(true).create(true).mode(PRIVATE_FILE).open(path)?;
+    // A journal left world-readable by an older razar is tightened; not ours: leave it.
+    let _ = file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE));
+    let m = file.metadata()?;
+    let generation = REOPEN.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(Open { file, dev: m.dev(), ino: m.ino(), generation })
 }
 
 /// Reads every parseable record of a JSONL file; torn or foreign lines are skipped.
@@ -264,5 +360,45 @@ mod tests {
         append_jsonl(&p, &serde_json::json!({"n": 3})).unwrap();
         let recs: Vec<serde_json::Value> = read_jsonl(&p).unwrap();
         assert_eq!(recs, vec![serde_json::json!({"n":1}), serde_json::json!({"n":3})]);
+    }
+
+    #[test]
+    fn an_appender_follows_a_rotated_file_and_writes_private_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("logs/razar.log");
+        let a = Appender::new(&p);
+        a.append(&serde_json::json!({"n": 1})).unwrap();
+        fs::rename(&p, dir.path().join("logs/razar.log.1")).unwrap();
+        a.append(&serde_json::json!({"n": 2})).unwrap();
+        let new: Vec<serde_json::Value> = read_jsonl(&p).unwrap();
+        assert_eq!(new, vec![serde_json::json!({"n": 2})], "a record after rotation goes to a new file");
+        let old: Vec<serde_json::Value> = read_jsonl(&dir.path().join("logs/razar.log.1")).unwrap();
+        assert_eq!(old, vec![serde_json::json!({"n": 1})]);
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(p.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        // A reopen request (SIGUSR1) reopens even when the path still names the same file.
+        fs::write(dir.path().join("logs/other"), "").unwrap();
+        request_reopen();
+        a.append(&serde_json::json!({"n": 3})).unwrap();
+        assert_eq!(read_jsonl::<serde_json::Value>(&p).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_lock_held_by_someone_else_delays_a_record_by_at_most_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j.jsonl");
+        let a = Appender::new(&p);
+        a.append(&serde_json::json!({"n": 1})).unwrap();
+        let hostile = File::open(&p).unwrap();
+        hostile.lock().unwrap();
+        let started = std::time::Instant::now();
+        a.append(&serde_json::json!({"n": 2})).unwrap();
+        append_jsonl(&p, &serde_json::json!({"n": 3})).unwrap();
+        let took = started.elapsed();
+        assert!(took < LOCK_WAIT * 2 + std::time::Duration::from_millis(300), "two records took {took:?}");
+        let ns: Vec<i64> =
+            read_jsonl::<serde_json::Value>(&p).unwrap().iter().map(|r| r["n"].as_i64().unwrap()).collect();
+        assert_eq!(ns, vec![1, 2, 3], "records are written, not lost, while the lock is held");
     }
 }

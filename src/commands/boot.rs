@@ -70,6 +70,25 @@ struct Guards {
     _control: SocketGuard,
 }
 
+/// SIGUSR1 (after log rotation) reopens every journal before its next record; without a
+/// handler it would end razar.
+fn spawn_reopen_on_sigusr1() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::user_defined1()) {
+        Ok(mut usr1) => {
+            tokio::spawn(async move {
+                while usr1.recv().await.is_some() {
+                    crate::fsutil::request_reopen();
+                    tracing::info!("SIGUSR1: journals reopen before their next record");
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch SIGUSR1 ({e}); rotated journals are still reopened on their next record")
+        }
+    }
+}
+
 fn signal_code(sig: Signal) -> u8 {
     match sig {
         Signal::SIGINT => exit::SIGINT,
@@ -93,6 +112,8 @@ async fn prepare(
         tracing::warn!("cannot become child subreaper ({e}); daemonizing processes may outlive razar");
     }
     reaper::spawn_reaper_task().map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
+    crate::fsutil::restrict_dirs(&[paths.logs(), paths.quarantine_dir(), paths.private()]);
+    spawn_reopen_on_sigusr1();
 
     let store = StateStore::new(paths.state());
     let previous = store.load()?;

@@ -122,7 +122,8 @@ fn archive_new(dir: &Path, value: &Value) -> Result<i64, FsError> {
     bytes.push(b'\n');
     let tmp = dir.join(format!(".brief.tmp-{}", std::process::id()));
     let write_tmp = || -> io::Result<()> {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).mode(crate::fsutil::PRIVATE_FILE).open(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()
     };

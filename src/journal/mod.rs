@@ -1,5 +1,9 @@
 //! Append-only JSONL journals. Every record gets `timestamp` (epoch seconds) and
-//! `timestamp_iso`; the write itself is `fsutil::append_jsonl` (one line, one write, locked).
+//! `timestamp_iso`; the write itself is one line in one write under a bounded lock
+//! (`fsutil::Appender`), done by the journal writer thread ([`writer`]) so that the caller
+//! never waits on the disk or on another process's lock.
+
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +29,9 @@ impl Journal {
         self.file.path()
     }
 
-    /// Appends `record` (a JSON object) stamped with the current time.
+    /// Queues `record` (a JSON object) stamped with the current time for the journal writer.
+    /// Never blocks; a write that fails later is logged by the writer, and a record that finds
+    /// the queue full is counted as dropped. [`writer::flush`] waits for the queue.
     pub fn append<T: Serialize>(&self, record: &T) -> Result<(), FsError> {
         let now = clock::epoch();
         let mut obj = match serde_json::to_value(record) {
@@ -35,7 +41,11 @@ impl Journal {
         };
         obj.insert("timestamp".into(), now.into());
         obj.insert("timestamp_iso".into(), clock::iso(now).into());
-        self.file.append(&Value::Object(obj))
+        let mut line = serde_json::to_vec(&Value::Object(obj))
+            .map_err(|e| FsError::new("serializing for", self.path(), std::io::Error::other(e)))?;
+        line.push(b'\n');
+        writer::submit(&self.file, line);
+        Ok(())
     }
 
     /// Appends, logging instead of failing: a journal that cannot be written must not stop

@@ -23,7 +23,8 @@ pub mod textfile;
 use std::time::Duration;
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub use exporter::{DEFAULT_PORT, Exporter, MetricsError, PORT_ENV, resolve_addr};
@@ -126,6 +127,7 @@ pub struct Metrics {
     probe_duration: HistogramVec,
     probe_failures: IntCounterVec,
     quarantined: IntGauge,
+    journal_dropped: IntCounter,
     escalations: IntCounterVec,
     crown_handshakes: IntCounterVec,
 }
@@ -226,6 +228,10 @@ impl Metrics {
                 &["component", "kind"],
             ),
             quarantined: reg.int_gauge("razar_quarantined_components", "Components currently in quarantine."),
+            journal_dropped: reg.counter(
+                "razar_journal_dropped_records_total",
+                "Journal records dropped because the journal writer's queue was full.",
+            ),
             escalations: reg.counter_vec(
                 "razar_escalations_total",
                 "Moves up the repair-agent ladder, by component and the agent escalated to.",
@@ -341,6 +347,8 @@ impl Metrics {
 
     /// Every series in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
+        let dropped = crate::journal::writer::dropped();
+        self.journal_dropped.inc_by(dropped.saturating_sub(self.journal_dropped.get()));
         encode(&self.registry.gather())
     }
 
@@ -382,6 +390,10 @@ impl Registrar<'_> {
 
     fn gauge(&self, name: &str, help: &str) -> Gauge {
         self.add(Gauge::new(name, help).expect("valid gauge definition"))
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help).expect("valid counter definition"))
     }
 
     fn int_gauge(&self, name: &str, help: &str) -> IntGauge {

@@ -23,6 +23,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("razar_probe_duration_seconds", "histogram"),
     ("razar_probe_failures_total", "counter"),
     ("razar_quarantined_components", "gauge"),
+    ("razar_journal_dropped_records_total", "counter"),
     ("razar_escalations_total", "counter"),
     ("razar_crown_handshake_total", "counter"),
 ];
@@ -169,7 +170,7 @@ fn each_metrics_owns_its_registry() {
 }
 
 #[test]
-fn textfile_is_written_whole_with_mode_0644() {
+fn textfile_is_written_whole_with_mode_0600() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("monitoring/boot_metrics.prom");
@@ -179,7 +180,7 @@ fn textfile_is_written_whole_with_mode_0644() {
     textfile::write(&path, &m).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("razar_boot_components 7\n"), "{text}");
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let entries: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
     assert_eq!(entries.len(), 1, "no temp file left behind");
 }

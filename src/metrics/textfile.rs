@@ -12,5 +12,5 @@ use crate::fsutil::{self, FsError};
 
 /// Replaces `path` with the current `razar_boot_*` gauges of `metrics`.
 pub fn write(path: &Path, metrics: &Metrics) -> Result<(), FsError> {
-    fsutil::atomic_write(path, metrics.render_boot().as_bytes(), 0o644)
+    fsutil::atomic_write(path, metrics.render_boot().as_bytes(), crate::fsutil::PRIVATE_FILE)
 }

@@ -73,7 +73,12 @@ impl MarkdownLog {
             fsutil::ensure_dir(dir)?;
         }
         let append = || -> io::Result<()> {
-            let mut f = OpenOptions::new().read(true).append(true).create(true).mode(0o644).open(&self.path)?;
+            let mut f = OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .mode(crate::fsutil::PRIVATE_FILE)
+                .open(&self.path)?;
             f.lock()?;
             // Read under the lock: the decision "header or not" must see every earlier row.
             let mut existing = Vec::new();

@@ -45,7 +45,7 @@ impl RotatingLog {
     /// longer than spawning a thousand processes.
     pub fn create(&mut self) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::fsutil::ensure_dir(dir).map_err(|e| e.source)?;
         }
         self.size = Self::open_file(&self.path)?.metadata()?.len();
         Ok(())
@@ -59,7 +59,7 @@ impl RotatingLog {
     }
 
     fn open_file(path: &Path) -> std::io::Result<File> {
-        OpenOptions::new().append(true).create(true).mode(0o644).open(path)
+        OpenOptions::new().append(true).create(true).mode(crate::fsutil::PRIVATE_FILE).open(path)
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {

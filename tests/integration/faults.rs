@@ -45,3 +45,79 @@ fn a_closed_stderr_and_stdout_never_end_razar_and_sigterm_still_stops_the_stack(
     assert_eq!(r.phase().as_deref(), Some("stopped"));
     assert!(!group_alive(pgid), "the component outlived razar");
 }
+
+fn events(r: &Razar, file: &str, event: &str, component: &str) -> usize {
+    r.jsonl(file).into_iter().filter(|e| e["event"] == event && e["component"] == component).count()
+}
+
+fn restartable() -> serde_json::Value {
+    json!({"components": [
+        {"name": "web", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"},
+         "restart": {"backoff": {"initial": "50ms", "max": "100ms"}, "max_restarts": 100, "window": "10m"}}
+    ]})
+}
+
+fn kill_component(r: &Razar, component: &str) -> i64 {
+    let pid = r.component_state(component)["pid"].as_i64().unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    pid
+}
+
+fn wait_restarted(r: &Razar, component: &str, old_pid: i64, timeout: Duration) {
+    wait_until(&format!("{component} back healthy"), timeout, || {
+        let c = r.component_state(component);
+        (c["state"] == "healthy" && c["pid"].as_i64() != Some(old_pid)).then_some(())
+    });
+}
+
+#[test]
+fn a_lock_held_on_the_journal_by_another_process_delays_neither_restarts_nor_sigterm() {
+    let r = Razar::new();
+    r.config(restartable());
+    let mut boot = r.spawn(&["boot"]);
+    wait_phase(&r, "ready");
+    // Another process holds the journal's lock for as long as this test runs.
+    let hostile = std::fs::File::open(r.path("logs/razar.log")).unwrap();
+    hostile.lock().unwrap();
+    let started = Instant::now();
+    let old = kill_component(&r, "web");
+    wait_restarted(&r, "web", old, Duration::from_secs(5));
+    let restart = started.elapsed();
+    let pgid = r.component_state("web")["pgid"].as_i64().unwrap() as i32;
+    let started = Instant::now();
+    signal(&boot, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut boot, Duration::from_secs(10)), 143);
+    let stop = started.elapsed();
+    assert!(restart < Duration::from_secs(3), "restart took {restart:?} under a held journal lock");
+    assert!(stop < Duration::from_secs(5), "SIGTERM handling took {stop:?} under a held journal lock");
+    assert!(!group_alive(pgid));
+    assert!(events(&r, "logs/razar.log", "restart", "web") >= 1, "the restart was journaled despite the lock");
+    drop(hostile);
+}
+
+#[test]
+fn after_the_journal_is_rotated_razar_writes_a_new_one_and_sigusr1_does_not_end_it() {
+    let r = Razar::new();
+    r.config(restartable());
+    let mut boot = r.spawn(&["boot"]);
+    wait_phase(&r, "ready");
+    std::fs::rename(r.path("logs/razar.log"), r.path("logs/razar.log.1")).unwrap();
+    let old = kill_component(&r, "web");
+    wait_restarted(&r, "web", old, Duration::from_secs(10));
+    wait_until("the restart in the new razar.log", Duration::from_secs(10), || {
+        (events(&r, "logs/razar.log", "restart", "web") >= 1).then_some(())
+    });
+    assert_eq!(events(&r, "logs/razar.log.1", "restart", "web"), 0, "nothing more goes to the rotated file");
+    // logrotate's `postrotate kill -USR1`: a reopen, not an exit.
+    std::fs::rename(r.path("logs/razar.log"), r.path("logs/razar.log.2")).unwrap();
+    signal(&boot, Signal::SIGUSR1);
+    let old = kill_component(&r, "web");
+    wait_restarted(&r, "web", old, Duration::from_secs(10));
+    assert!(boot.try_wait().unwrap().is_none(), "SIGUSR1 ended razar");
+    signal(&boot, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut boot, Duration::from_secs(10)), 143);
+    assert!(events(&r, "logs/razar.log", "restart", "web") >= 1, "records after the second rotation in a new file");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.path("logs/razar.log")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+}
