@@ -64,19 +64,32 @@ fn component_name(name: &str) -> Result<ComponentName> {
 }
 
 fn list(ledger: &Ledger, json: bool) -> Result<u8> {
-    let entries = ledger.list()?;
+    let scan = ledger.scan()?;
+    for u in &scan.unreadable {
+        crate::errln!("razar: warning: {}", u.message());
+    }
+    let entries = scan.entries;
     if json {
         print_json(&entries)?;
         return Ok(exit::SUCCESS);
     }
-    if entries.is_empty() {
+    if entries.is_empty() && scan.unreadable.is_empty() {
         crate::outln!("no component is quarantined");
         return Ok(exit::SUCCESS);
     }
-    let rows: Vec<[String; 4]> = entries
+    let mut rows: Vec<[String; 4]> = entries
         .iter()
         .map(|e| [e.name.to_string(), quarantined_at(e), e.attempts.to_string(), one_line(&e.reason, 100)])
         .collect();
+    rows.extend(scan.unreadable.iter().map(|u| {
+        [
+            u.name.to_string(),
+            "?".into(),
+            "?".into(),
+            format!("UNREADABLE ENTRY: {}", one_line(&u.error.to_string(), 100)),
+        ]
+    }));
+    rows.sort();
     let header = ["COMPONENT", "QUARANTINED AT (UTC)", "ATTEMPTS", "REASON"].map(String::from);
     let widths: Vec<usize> =
         (0..3).map(|i| rows.iter().chain([&header]).map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
@@ -97,7 +110,15 @@ fn list(ledger: &Ledger, json: bool) -> Result<u8> {
 
 fn show(ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
     let name = component_name(&args.component)?;
-    let Some(entry) = ledger.get(&name)? else {
+    let found = match ledger.get(&name) {
+        Ok(found) => found,
+        // A bad entry is the operator's to fix, like a bad config file (exit 2).
+        Err(error) if error.source.kind() == std::io::ErrorKind::InvalidData => {
+            return Err(Error::Usage(crate::quarantine::Unreadable { name, error }.message()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let Some(entry) = found else {
         return Err(Error::Usage(format!("`{name}` is not quarantined (see `razar quarantine list`)")));
     };
     if args.json {

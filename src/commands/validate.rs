@@ -31,6 +31,15 @@ pub fn run(paths: &Paths, args: ValidateArgs) -> Result<u8> {
         let enabled = cfg.components.iter().filter(|c| c.enabled).count();
         crate::outln!("{}: ok ({} components, {enabled} enabled)", file.display(), cfg.components.len());
     }
+    // The ledger is state, not config: an unreadable entry is a warning, not a failed validate.
+    match crate::quarantine::Ledger::new(paths).scan() {
+        Ok(scan) => {
+            for u in &scan.unreadable {
+                crate::errln!("razar: warning: {}", u.message());
+            }
+        }
+        Err(e) => crate::errln!("razar: warning: {e}"),
+    }
     if let Some(Ok(r)) = roster {
         for d in r.environment_problems() {
             crate::errln!("razar: warning: {d} (`razar agents check` fails until it is set)");

@@ -3,8 +3,9 @@
 //!
 //! Invariants: the JSON files are the truth: a component is quarantined exactly while its
 //! readable file exists. Files are written atomically (`fsutil::write_json`) and named only
-//! after a validated `ComponentName`. A corrupt file is moved aside (`<name>.json.corrupt-<ms>`)
-//! with a warning and skipped, never fatal. The Markdown log is a record for people: a failure
+//! after a validated `ComponentName`. A file that does not parse keeps its component quarantined
+//! (when in doubt, a component stays out), is reported by `list` (and `razar validate`), and is
+//! never moved by a reader; only `release` moves it aside (`<name>.json.corrupt-<ms>`). The Markdown log is a record for people: a failure
 //! to append to it is logged, and never undoes or blocks a ledger change.
 
 pub mod markdown;
@@ -167,10 +168,18 @@ impl Ledger {
         self.log.path()
     }
 
-    /// Every readable entry, by name. Corrupt files are moved aside with a warning and
-    /// skipped; files that are not `<valid name>.json` are ignored. Errs only when the
-    /// directory itself cannot be read.
+    /// Every readable entry, by name; unreadable ones are skipped with a warning (see
+    /// [`Ledger::scan`]). Errs only when the directory itself cannot be read.
     pub fn list(&self) -> Result<Vec<Entry>, FsError> {
+        let scan = self.scan()?;
+        for u in &scan.unreadable {
+            tracing::warn!("{}", u.message());
+        }
+        Ok(scan.entries)
+    }
+
+    /// Every `quarantine/<name>.json`, readable or not: the components that are quarantined.
+    pub fn names(&self) -> Result<Vec<ComponentName>, FsError> {
         let dir = self.paths.quarantine_dir();
         let read = match std::fs::read_dir(&dir) {
             Ok(read) => read,
@@ -188,23 +197,36 @@ impl Ledger {
             }
         }
         names.sort();
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            // One unreadable file (permissions) must not hide the others.
-            match self.get(&name) {
-                Ok(Some(entry)) => entries.push(entry),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "quarantine entry skipped"),
-            }
-        }
-        Ok(entries)
+        Ok(names)
     }
 
-    /// The entry for `name`, if it is quarantined. A corrupt file is moved aside (warning)
-    /// and reads as not quarantined.
+    /// Every entry, the readable ones parsed and the others reported. Reads only: nothing is
+    /// moved. Files that are not `<valid name>.json` are ignored.
+    pub fn scan(&self) -> Result<Scan, FsError> {
+        let mut scan = Scan::default();
+        for name in self.names()? {
+            // One unreadable file (permissions, bad JSON) must not hide the others.
+            match self.get(&name) {
+                Ok(Some(entry)) => scan.entries.push(entry),
+                Ok(None) => {}
+                Err(e) => scan.unreadable.push(Unreadable { name, error: e }),
+            }
+        }
+        Ok(scan)
+    }
+
+    /// The entry for `name`, if it is quarantined. A file that exists but cannot be read or
+    /// parsed is an error (the component counts as quarantined, see [`Ledger::is_quarantined`]);
+    /// it is left where it is.
     pub fn get(&self, name: &ComponentName) -> Result<Option<Entry>, FsError> {
         let path = self.paths.quarantine_file(name);
-        let Some(mut entry) = fsutil::read_json_or_quarantine::<Entry>(&path)? else { return Ok(None) };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(FsError::new("reading", &path, e)),
+        };
+        let mut entry: Entry = serde_json::from_slice(&bytes)
+            .map_err(|e| FsError::new("parsing", &path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
         if &entry.name != name {
             tracing::warn!(file = %path.display(), recorded = %entry.name,
                 "quarantine entry names another component; the file name wins");
@@ -237,7 +259,17 @@ impl Ledger {
     /// that was released.
     pub fn release(&self, name: &ComponentName, note: Option<&str>) -> Result<Entry, LedgerError> {
         let path = self.paths.quarantine_file(name);
-        let entry = self.get(name)?.ok_or_else(|| LedgerError::NotQuarantined { name: name.clone() })?;
+        let entry = match self.get(name) {
+            Ok(entry) => entry.ok_or_else(|| LedgerError::NotQuarantined { name: name.clone() })?,
+            // An entry that does not parse is released by moving it aside, kept for inspection.
+            Err(e) if e.source.kind() == io::ErrorKind::InvalidData => {
+                let aside = fsutil::move_aside(&path)?;
+                let why = format!("unreadable entry moved to {}", aside.display());
+                self.log_or_warn(name, Action::Released, &[note.unwrap_or_default(), &why].join(" ").trim().to_owned());
+                return Ok(Entry::new(name.clone(), why, Source::Razar));
+            }
+            Err(e) => return Err(e.into()),
+        };
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             // Released by someone else between the read and the delete.
@@ -260,6 +292,30 @@ impl Ledger {
         if let Err(e) = self.log.append(name.as_str(), action, details) {
             tracing::warn!(error = %e, component = %name, action = action.as_str(), "quarantine log not written");
         }
+    }
+}
+
+/// What [`Ledger::scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub entries: Vec<Entry>,
+    pub unreadable: Vec<Unreadable>,
+}
+
+/// A `quarantine/<name>.json` that cannot be read or parsed: its component stays quarantined.
+#[derive(Debug)]
+pub struct Unreadable {
+    pub name: ComponentName,
+    pub error: FsError,
+}
+
+impl Unreadable {
+    /// One line for the operator: the file, why, and what to do.
+    pub fn message(&self) -> String {
+        format!(
+            "{}; `{}` stays quarantined until the file is fixed or `razar quarantine release {}` moves it aside",
+            self.error, self.name, self.name
+        )
     }
 }
 
@@ -327,23 +383,35 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_entry_is_moved_aside_and_skipped() {
+    fn an_unparseable_entry_stays_quarantined_is_reported_and_is_not_moved_by_readers() {
         let (dir, paths, ledger) = ledger();
         ledger.add(&Entry::new(name("good"), "r", Source::Razar)).unwrap();
         std::fs::write(paths.join("quarantine/bad.json"), "{\"name\": \"bad\", \"reason\": ").unwrap();
         std::fs::write(paths.join("quarantine/evil.json"), "{\"name\": \"../../etc\"}").unwrap();
         std::fs::write(paths.join("quarantine/notes.txt"), "not an entry").unwrap();
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path().join("quarantine"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = files();
         let listed = ledger.list().unwrap();
         assert_eq!(listed.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["good"]);
-        let mut names: Vec<String> = std::fs::read_dir(dir.path().join("quarantine"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names.len(), 4, "{names:?}");
-        assert!(names[0].starts_with("bad.json.corrupt-"), "{names:?}");
-        assert!(names[1].starts_with("evil.json.corrupt-"), "{names:?}");
-        assert_eq!(&names[2..], ["good.json", "notes.txt"]);
+        let scan = ledger.scan().unwrap();
+        let unreadable: Vec<&str> = scan.unreadable.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(unreadable, ["bad", "evil"]);
+        assert!(scan.unreadable[0].message().contains("quarantine/bad.json"), "{}", scan.unreadable[0].message());
+        assert!(ledger.is_quarantined(&name("bad")), "an unreadable entry keeps its component out");
+        assert!(ledger.get(&name("bad")).is_err());
+        assert_eq!(ledger.names().unwrap().iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["bad", "evil", "good"]);
+        assert_eq!(files(), before, "reading the ledger moves nothing");
+        // Releasing it is the way out: the file is moved aside, kept for inspection.
+        ledger.release(&name("bad"), None).unwrap();
+        assert!(!ledger.is_quarantined(&name("bad")));
+        assert!(files().iter().any(|f| f.starts_with("bad.json.corrupt-")), "{:?}", files());
     }
 
     #[test]

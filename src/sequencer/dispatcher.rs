@@ -1284,11 +1284,12 @@ impl Dispatcher {
 
     /// Applies the ledger: newly quarantined components stop, released ones start again.
     fn reload_quarantine(&mut self) -> Response {
-        let entries = match self.services.ledger.list() {
-            Ok(e) => e,
+        // Every entry file counts, readable or not: an unreadable entry keeps its component out.
+        let names = match self.services.ledger.names() {
+            Ok(n) => n,
             Err(e) => return Response::error(format!("cannot read the quarantine ledger: {e}")),
         };
-        let listed: std::collections::HashSet<String> = entries.iter().map(|e| e.name.to_string()).collect();
+        let listed: std::collections::HashSet<String> = names.iter().map(|n| n.to_string()).collect();
         let mut stopped = Vec::new();
         let mut released = Vec::new();
         for idx in 0..self.units.len() {

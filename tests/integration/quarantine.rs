@@ -175,13 +175,9 @@ fn upstream_log_and_entries_are_continued_not_replaced() {
     assert_eq!(listed.len(), 1, "{}", out.stdout);
     assert_eq!(listed[0]["name"], "boot_orchestrator");
     assert_eq!(listed[0]["source"], "razar");
-    assert!(out.stderr.contains("corrupt JSON file moved aside"), "{}", out.stderr);
-    let aside: Vec<String> = std::fs::read_dir(r.path("quarantine"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("broken.json.corrupt-"))
-        .collect();
-    assert_eq!(aside.len(), 1);
+    assert!(out.stderr.contains("quarantine/broken.json"), "the unreadable entry is reported: {}", out.stderr);
+    assert!(out.stderr.contains("`broken` stays quarantined"), "{}", out.stderr);
+    assert_eq!(r.read("quarantine/broken.json"), "{\"name\": ", "a read-only command moves nothing");
 
     r.run(&["quarantine", "release", "boot_orchestrator", "--note", "imports refactored"]).expect_code(0);
     r.run(&["quarantine", "add", "db", "--reason", "disk full"]).expect_code(0);
@@ -192,6 +188,7 @@ fn upstream_log_and_entries_are_continued_not_replaced() {
     assert_eq!(added[0], HEADER, "a header before the first row only");
     assert_eq!(added[1], "| --- | --- | --- | --- |");
     assert!(added[2].ends_with("| boot_orchestrator | released | imports refactored |"), "{log}");
+    assert!(r.path("quarantine/broken.json").exists(), "still there after other ledger changes");
     assert!(added[3].ends_with("| db | quarantined | operator: disk full |"), "{log}");
 }
 
@@ -211,4 +208,37 @@ fn release_forgives_the_cumulative_failures_so_the_next_boot_launches_it() {
     assert_eq!(r.json("logs/razar_boot_history.json")["component_failures"], json!({"other": 2}));
     r.run(&["boot"]).expect_code(0);
     assert_eq!(r.component_state("flaky")["state"], "completed");
+}
+
+#[test]
+fn an_unparseable_entry_keeps_its_component_out_of_the_boot_and_is_reported_not_moved() {
+    let r = Razar::new();
+    r.config(serde_json::json!({"components": [
+        {"name": "web", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}},
+        {"name": "db", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}}
+    ]}));
+    r.write("quarantine/web.json", "{\"name\": \"web\", \"reason\": tru");
+    let list = r.run(&["quarantine", "list"]);
+    list.expect_code(0);
+    assert!(list.stdout.contains("web") && list.stdout.contains("UNREADABLE ENTRY"), "{}", list.stdout);
+    let validate = r.run(&["validate"]);
+    validate.expect_code(0);
+    assert!(
+        validate.stderr.contains("quarantine/web.json") && validate.stderr.contains("stays quarantined"),
+        "{}",
+        validate.stderr
+    );
+    r.run(&["quarantine", "show", "web"]).expect_code(2);
+    assert_eq!(r.read("quarantine/web.json"), "{\"name\": \"web\", \"reason\": tru", "read-only commands move nothing");
+    let mut boot = r.spawn(&["boot"]);
+    crate::harness::wait_until("ready", std::time::Duration::from_secs(30), || {
+        (r.phase().as_deref() == Some("ready")).then_some(())
+    });
+    assert_eq!(r.component_state("web")["state"], "quarantined", "an unreadable entry keeps the component out");
+    assert_eq!(r.component_state("db")["state"], "healthy");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(boot.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    boot.wait().unwrap();
+    assert!(r.path("quarantine/web.json").exists(), "the boot moves nothing either");
+    r.run(&["quarantine", "release", "web"]).expect_code(0);
+    assert!(!r.path("quarantine/web.json").exists());
 }
