@@ -265,7 +265,7 @@ impl Ledger {
             Err(e) if e.source.kind() == io::ErrorKind::InvalidData => {
                 let aside = fsutil::move_aside(&path)?;
                 let why = format!("unreadable entry moved to {}", aside.display());
-                self.log_or_warn(name, Action::Released, &[note.unwrap_or_default(), &why].join(" ").trim().to_owned());
+                self.log_or_warn(name, Action::Released, [note.unwrap_or_default(), &why].join(" ").trim());
                 return Ok(Entry::new(name.clone(), why, Source::Razar));
             }
             Err(e) => return Err(e.into()),
