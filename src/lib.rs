@@ -28,6 +28,8 @@ pub mod schema;
 pub mod sequencer;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+mod testutil;
 pub mod text;
 
 use std::ffi::OsString;

@@ -1,6 +1,9 @@
 //! Integration tests: each runs the real `razar` binary against a temporary root.
 
 mod harness;
+// The unit tests' helper for the upstream system's files, shared so both skip alike.
+#[path = "../../src/testutil.rs"]
+mod testutil;
 
 mod agents;
 mod analyze;
