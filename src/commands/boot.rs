@@ -164,6 +164,10 @@ async fn prepare(
         }
     };
     metrics.crown_handshake(if outcome.offline { HandshakeResult::Offline } else { HandshakeResult::Acknowledged });
+    if args.handshake_only {
+        // Recorded before the capability gate, so a CI job that fails on it can read why.
+        crown::record::record_in_state(&paths.state(), &outcome)?;
+    }
     let required = capability::required(&args.require_capability, &cfg.crown.required_capabilities);
     let missing = outcome.missing_capabilities(&required);
     if !missing.is_empty() {

@@ -10,6 +10,7 @@ mod analyze;
 mod boot;
 mod config;
 mod crown;
+mod crown_state;
 mod layers;
 mod quarantine;
 mod status;
