@@ -197,3 +197,34 @@ fn dump_for_promtool() {
     std::fs::write(&path, busy().render()).unwrap();
     eprintln!("wrote {}", std::path::Path::new(&path).display());
 }
+
+#[test]
+fn every_family_has_zero_series_for_the_stack_before_any_event() {
+    let m = Metrics::new();
+    m.register_stack(&StackLabels {
+        components: vec![("api", vec!["http", "tcp"]), ("job", vec![])],
+        agents: vec!["kimi2", "rstar"],
+    });
+    let text = m.render();
+    for (name, kind) in CONTRACT {
+        assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP\n{text}");
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}: no TYPE {kind}\n{text}");
+    }
+    for want in [
+        r#"razar_component_restarts_total{component="api",reason="exited"} 0"#,
+        r#"razar_component_restarts_total{component="job",reason="operator"} 0"#,
+        r#"razar_component_restarts_total{component="job",reason="patched"} 0"#,
+        r#"razar_escalations_total{agent="rstar",component="api"} 0"#,
+        r#"razar_escalations_total{agent="kimi2",component="job"} 0"#,
+        r#"razar_agent_call_duration_seconds_count{agent="kimi2"} 0"#,
+        r#"razar_agent_call_duration_seconds_count{agent="rstar"} 0"#,
+        r#"razar_probe_failures_total{component="api",kind="http"} 0"#,
+        r#"razar_probe_failures_total{component="api",kind="tcp"} 0"#,
+        r#"razar_component_ready_seconds{component="job"} 0"#,
+        r#"razar_component_up{component="api"} 0"#,
+        r#"razar_ai_invocation_retries_total{component="job"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains(r#"component="job",kind="#), "a probe kind the component does not have");
+}

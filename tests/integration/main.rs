@@ -12,6 +12,7 @@ mod config;
 mod crown;
 mod crown_state;
 mod layers;
+mod metrics;
 mod operate;
 mod quarantine;
 mod status;
