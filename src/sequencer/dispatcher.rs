@@ -213,6 +213,9 @@ struct Unit {
     last_liveness: Option<(bool, String)>,
     /// Quarantined by this boot (its restart budget ran out), which counts as a failure.
     quarantined_now: bool,
+    /// Stopped or quarantined by an operator during this boot: the boot waits for it to be
+    /// started or released instead of ending (cleared when it is put back in line).
+    held_by_operator: bool,
     /// Dependencies (condition healthy) that are restarting right now.
     dependency_restarting: Vec<String>,
 }
@@ -295,6 +298,7 @@ impl Dispatcher {
                 liveness: Tracker::default(),
                 last_liveness: None,
                 quarantined_now: false,
+                held_by_operator: false,
                 dependency_restarting: Vec::new(),
             })
             .collect();
@@ -1222,6 +1226,7 @@ impl Dispatcher {
         }
         self.units[idx].abort_probes();
         self.units[idx].status = S::Stopped;
+        self.units[idx].held_by_operator = true;
         self.event("stop", &name, "operator", None);
         // Also cancels a relaunch that a restart or retry had planned for after its stop.
         self.stop_unit(idx, AfterStop::Nothing);
@@ -1258,6 +1263,7 @@ impl Dispatcher {
         u.ever_ready = false;
         u.restart_times.clear();
         u.quarantined_now = false;
+        u.held_by_operator = false;
         u.blocked_by.clear();
         u.last_error = None;
         self.unblock();
@@ -1298,6 +1304,7 @@ impl Dispatcher {
             if in_ledger && !quarantined {
                 self.units[idx].abort_probes();
                 self.units[idx].status = S::Quarantined;
+                self.units[idx].held_by_operator = true;
                 self.units[idx].last_error = Some("quarantined by the operator".into());
                 self.stop_unit(idx, AfterStop::Nothing);
                 self.services.metrics.component_up(&name, false);
@@ -1444,7 +1451,10 @@ impl Dispatcher {
         if let Some(end) = self.shutdown {
             return Some(end);
         }
-        if self.units.iter().all(Unit::at_rest) {
+        // A component an operator stopped or quarantined can be started or released again:
+        // only components that ended on their own end the boot.
+        let held = |u: &Unit| u.held_by_operator && matches!(u.status, S::Stopped | S::Quarantined);
+        if self.units.iter().all(Unit::at_rest) && !self.units.iter().any(held) {
             let failed = self.units.iter().filter(|u| u.status == S::Failed || u.quarantined_now).count();
             return Some(End::Finished { failed });
         }

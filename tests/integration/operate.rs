@@ -105,3 +105,27 @@ fn the_verbs_are_in_completions_and_the_man_page() {
         assert!(man.stdout.contains(&format!("razar\\-{verb}(1)")), "{verb} missing from the man page");
     }
 }
+
+#[test]
+fn a_boot_whose_components_an_operator_stopped_or_quarantined_keeps_running() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "svc", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}},
+        {"name": "job", "kind": "task", "command": "true"}
+    ]}));
+    let mut child = r.spawn(&["boot", "--no-metrics"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+
+    // `job` ended on its own; quarantining the last running component leaves nothing running.
+    r.run(&["quarantine", "add", "svc", "--reason", "maintenance"]).expect_code(0);
+    wait_until("svc stopped", Duration::from_secs(10), || (live(&r, "svc")["pid"].is_null()).then_some(()));
+    assert!(child.try_wait().unwrap().is_none(), "the boot ended with svc quarantined by the operator");
+    r.run(&["quarantine", "release", "svc"]).expect_code(0);
+    wait_until("svc ready again", Duration::from_secs(10), || (live(&r, "svc")["state"] == "healthy").then_some(()));
+
+    // The same after an operator stop: the boot waits to be told to start it.
+    r.run(&["stop", "svc", "--wait"]).expect_code(0);
+    assert!(child.try_wait().unwrap().is_none(), "the boot ended with svc stopped by the operator");
+    r.run(&["start", "svc", "--wait"]).expect_code(0);
+    sigterm(&mut child);
+}
