@@ -34,7 +34,7 @@ use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
 use crate::progress::Board;
 use crate::quarantine::{Entry, Ledger, Source};
-use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
+use crate::state::{self, ComponentState, ComponentStatus as S, Output, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
 use crate::supervise::terminate::{self, StopOutcome};
 use crate::supervise::{leftovers, procfs, reaper};
@@ -177,6 +177,9 @@ struct Proc {
     start_time: Option<u64>,
     /// The main process has exited (stragglers may remain in the group).
     exited: bool,
+    /// Adopted from an earlier boot (`--resume`): its output went to that boot's pipe and is
+    /// not captured.
+    detached: bool,
 }
 
 struct Unit {
@@ -360,7 +363,7 @@ impl Dispatcher {
         u.status = S::Healthy;
         u.ever_ready = true;
         u.ready_at = a.ready_at.clone();
-        u.proc = Some(Proc { pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time), exited: false });
+        u.proc = Some(Proc { pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time), exited: false, detached: true });
         let tx = self.tx.clone();
         let pid = a.pid;
         tokio::spawn(async move {
@@ -589,8 +592,13 @@ impl Dispatcher {
             tracing::warn!("cannot journal the launch of {}: {e}", cfg.name);
         }
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));
-        self.units[idx].proc =
-            Some(Proc { pid: spawned.pid, pgid: spawned.pgid, start_time: spawned.start_time, exited: false });
+        self.units[idx].proc = Some(Proc {
+            pid: spawned.pid,
+            pgid: spawned.pgid,
+            start_time: spawned.start_time,
+            exited: false,
+            detached: false,
+        });
         let tx = self.tx.clone();
         let mut process = spawned.child;
         tokio::spawn(async move {
@@ -1658,6 +1666,7 @@ impl Unit {
             pid: self.proc.as_ref().map(|p| p.pid),
             pgid: self.proc.as_ref().map(|p| p.pgid),
             start_time: self.proc.as_ref().and_then(|p| p.start_time),
+            output: self.proc.as_ref().filter(|p| p.detached).map(|_| Output::Detached),
             attempts: self.attempts,
             restarts: self.restarts,
             ready_at: self.ready_at.clone(),

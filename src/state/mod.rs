@@ -143,6 +143,20 @@ pub struct ComponentState {
     /// What the component is waiting for, while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Set when the component's output is not captured (see [`Output`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+}
+
+/// Where a running component's output goes, when not to its log as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// Adopted by `razar boot --resume`: its stdout and stderr were a pipe to the boot that
+    /// died, which no process can re-open, so nothing it prints reaches
+    /// `logs/components/<name>.log` and a log probe cannot see it. Relaunching it captures its
+    /// output again.
+    Detached,
 }
 
 impl ComponentState {
@@ -164,6 +178,7 @@ impl ComponentState {
             blocked_by: Vec::new(),
             dependency_restarting: Vec::new(),
             waiting_for: None,
+            output: None,
         }
     }
 }
