@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Cli, Command, LogFormat, Verb};
 use crate::error::Error;
 use crate::exit;
 use crate::paths::Paths;
@@ -69,6 +69,9 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Analyze(args) => commands::analyze::run(&paths, args),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man => commands::man::run(),
+        Command::Restart(args) => commands::operate::run(&paths, Verb::Restart, args).await,
+        Command::Stop(args) => commands::operate::run(&paths, Verb::Stop, args).await,
+        Command::Start(args) => commands::operate::run(&paths, Verb::Start, args).await,
     }
 }
 

@@ -63,6 +63,62 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print razar's man page (roff) to stdout.
     Man,
+    /// Restart components of the running boot (stop, then start at once).
+    #[command(after_help = OPERATE_EXIT_CODES)]
+    Restart(OperateArgs),
+    /// Stop components of the running boot; they stay stopped until `razar start`.
+    #[command(after_help = OPERATE_EXIT_CODES)]
+    Stop(OperateArgs),
+    /// Start stopped, failed or blocked components of the running boot.
+    #[command(after_help = OPERATE_EXIT_CODES)]
+    Start(OperateArgs),
+}
+
+const OPERATE_EXIT_CODES: &str = "Exit codes: 0 every request accepted (with --wait: every component \
+                                  reached its goal); 2 a request was refused (unknown or quarantined \
+                                  component, boot shutting down); 6 --wait gave up (failed, quarantined, \
+                                  blocked, boot ended, timeout); 7 no boot is running on this root. \
+                                  See docs/control.md.";
+
+/// The operator verb of `razar restart|stop|start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Restart,
+    Stop,
+    Start,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Restart => "restart",
+            Verb::Stop => "stop",
+            Verb::Start => "start",
+        }
+    }
+
+    /// What `--wait` waits for.
+    pub fn goal(self) -> &'static str {
+        match self {
+            Verb::Restart | Verb::Start => "ready",
+            Verb::Stop => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct OperateArgs {
+    /// Component names, acted on in this order.
+    #[arg(value_name = "COMPONENT", required = true)]
+    pub components: Vec<String>,
+    /// Return only when every component is ready again (restart, start) or stopped with no
+    /// process left (stop); exit 6 if one fails, is quarantined or blocked, or the boot ends.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits: seconds, or a duration such as "90s" or "2m".
+    #[arg(long, value_name = "D", default_value = "120", requires = "wait",
+          value_parser = crate::config::duration::parse)]
+    pub timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,8 @@ pub const LOCKED: u8 = 4;
 pub const CAPABILITY_MISSING: u8 = 5;
 /// `razar status --wait-ready` gave up: the boot failed, stopped or the timeout passed.
 pub const NOT_READY: u8 = 6;
+/// `razar restart|stop|start`: no boot is running on this root to act on.
+pub const NO_BOOT: u8 = 7;
 /// Internal error: an I/O failure or a bug. The message says what.
 pub const INTERNAL: u8 = 70;
 /// The terminal hung up (SIGHUP, 128 + 1); the stack was stopped in order.
@@ -31,7 +33,8 @@ pub const TABLE: &[(u8, &str)] = &[
     (CROWN, "Crown unreachable, timed out or rejected the handshake"),
     (LOCKED, "another razar boot holds this root's lock"),
     (CAPABILITY_MISSING, "a required Crown capability is missing"),
-    (NOT_READY, "status --wait-ready: boot failed, stopped or timed out"),
+    (NOT_READY, "--wait / --wait-ready gave up: failed, stopped or timed out"),
+    (NO_BOOT, "restart/stop/start: no boot is running on this root"),
     (INTERNAL, "internal error (I/O failure or bug)"),
     (SIGHUP, "terminal hung up (SIGHUP); stack stopped"),
     (SIGINT, "interrupted by SIGINT; stack stopped"),

@@ -4,6 +4,9 @@
 //! Layers (dependencies point down): `commands` → `sequencer` → `probe` / `supervise` /
 //! `journal` / `state` → `config` / `fsutil` / `clock`. `run` is the whole binary.
 
+// Every write to stdout/stderr goes through `outln!`/`errln!`: `println!` panics on EPIPE.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 /// `println!` that never panics: a closed or broken stdout (EPIPE, EIO) is ignored, so a dead
 /// pager never ends razar or orphans its stack.
 #[macro_export]
@@ -47,6 +50,8 @@ pub mod schema;
 pub mod sequencer;
 pub mod state;
 pub mod supervise;
+#[cfg(test)]
+mod testutil;
 pub mod text;
 
 use std::ffi::OsString;

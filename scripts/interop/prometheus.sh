@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Interop test of razar's metrics against the real Prometheus tools (DESIGN §11):
-#   1. `promtool check rules` on the upstream alert rules (razar_failover.yml);
+#   1. `promtool check rules` on the upstream alert rules (razar_failover.yml, read from
+#      $RAZAR_UPSTREAM_FIXTURES, default ../shared/upstream-fixtures/abzu beside the repository;
+#      when absent, every step that needs them is skipped with a line saying so, and recorded in
+#      $RAZAR_TEST_SKIP_LOG when that is set);
 #   2. razar's exposition (a populated registry dumped by a unit test) passes
 #      `promtool check metrics` and holds every series the alert rules read;
 #   3. a live scrape of a running razar boot passes `promtool check metrics`
@@ -15,8 +18,10 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-SHARED_DIR="${SHARED_DIR:-$(dirname "$repo")/shared}"
-RULES="$SHARED_DIR/upstream-fixtures/abzu/monitoring/alerts/razar_failover.yml"
+UPSTREAM="${RAZAR_UPSTREAM_FIXTURES:-$(dirname "$repo")/shared/upstream-fixtures/abzu}"
+RULES="$UPSTREAM/monitoring/alerts/razar_failover.yml"
+have_rules=false
+[ -f "$RULES" ] && have_rules=true
 
 work=""
 pids=()
@@ -80,9 +85,20 @@ sample_names() {
   grep -v '^#' | grep -v '^$' | sed 's/[{ ].*//' | sort -u
 }
 
+# Records that the upstream-rule step $1 was skipped because the rules are absent.
+skip_upstream() {
+  local line="skipped (upstream fixtures absent): interop/prometheus: $1: needs $RULES"
+  echo "$line" >&2
+  [ -z "${RAZAR_TEST_SKIP_LOG:-}" ] || echo "$line" >>"$RAZAR_TEST_SKIP_LOG"
+}
+
 # Fails unless the exposition in file $1 holds every series the alert rules read.
 check_rule_series_present() {
   local names missing
+  if ! $have_rules; then
+    skip_upstream "alert-rule series present in $(basename "$1")"
+    return 0
+  fi
   [ -n "$(rule_series)" ] || fail "no series found in the alert rules $RULES"
   names="$(sample_names <"$1")"
   missing="$(comm -23 <(rule_series) <(printf '%s\n' "$names"))"
@@ -120,12 +136,13 @@ run_prometheus_against() {
   local dir="$work/prometheus" port
   mkdir -p "$dir/data"
   port="$(free_port)"
+  local rule_files="[]"
+  $have_rules && rule_files="[\"$RULES\"]"
   cat >"$dir/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
   evaluation_interval: 1s
-rule_files:
-  - $RULES
+rule_files: $rule_files
 scrape_configs:
   - job_name: razar
     metrics_path: $path
@@ -143,11 +160,14 @@ EOF
     fail "prometheus never returned razar_component_up from $url"
   fi
   say "prometheus scraped $url: razar_component_up has data"
-  if ! wait_for 60 rules_healthy "$api"; then
+  if ! $have_rules; then
+    skip_upstream "prometheus evaluates the razar-failover rules"
+  elif ! wait_for 60 rules_healthy "$api"; then
     curl -fsS --max-time 5 "$api/rules" >&2 || true
     fail "the razar-failover rules did not all evaluate with health ok"
+  else
+    say "prometheus evaluated every razar-failover rule with health ok"
   fi
-  say "prometheus evaluated every razar-failover rule with health ok"
 
   kill "$prom"
   wait "$prom" 2>/dev/null || true
@@ -211,11 +231,14 @@ sys.exit(0 if s.get("phase") == "ready" and s.get("metrics_url") else 1)' "$root
 
 main() {
   init_work
-  [ -f "$RULES" ] || fail "alert rules not found: $RULES (set SHARED_DIR)"
   install_prometheus
 
-  echo "promtool check rules $(basename "$RULES")"
-  promtool check rules "$RULES" || fail "promtool check rules"
+  if $have_rules; then
+    echo "promtool check rules $(basename "$RULES")"
+    promtool check rules "$RULES" || fail "promtool check rules"
+  else
+    skip_upstream "promtool check rules"
+  fi
 
   echo "promtool check metrics on razar's exposition"
   local dump="$work/razar_metrics.prom"

@@ -137,6 +137,7 @@ async fn prepare(
     }
 
     let metrics = Metrics::new();
+    metrics.register_stack(&stack_labels(&cfg, &roster_agents(paths)));
     let mut state = StateFile {
         version: crate::state::STATE_VERSION,
         mission: args.mission.clone().or_else(|| cfg.mission.clone()),
@@ -185,6 +186,10 @@ async fn prepare(
         }
     };
     metrics.crown_handshake(if outcome.offline { HandshakeResult::Offline } else { HandshakeResult::Acknowledged });
+    if args.handshake_only {
+        // Recorded before the capability gate, so a CI job that fails on it can read why.
+        crown::record::record_in_state(&paths.state(), &outcome)?;
+    }
     let required = capability::required(&args.require_capability, &cfg.crown.required_capabilities);
     let missing = outcome.missing_capabilities(&required);
     if !missing.is_empty() {
@@ -274,6 +279,37 @@ async fn prepare(
     }
 
     Ok(Some(Prepared { dispatcher, guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard } }))
+}
+
+/// The label values of the stack's series: components with their probe kinds, and agents.
+fn stack_labels<'a>(cfg: &'a Config, agents: &'a [String]) -> metrics::StackLabels<'a> {
+    let components = cfg
+        .components
+        .iter()
+        .map(|c| {
+            let mut kinds: Vec<&'static str> =
+                c.health_check.iter().chain(&c.liveness).map(|p| p.kind.name()).collect();
+            kinds.dedup();
+            (c.name.as_str(), kinds)
+        })
+        .collect();
+    metrics::StackLabels { components, agents: agents.iter().map(String::as_str).collect() }
+}
+
+/// The roster's agent names, for their series; none when there is no usable roster file (the
+/// boot does not depend on it).
+fn roster_agents(paths: &Paths) -> Vec<String> {
+    let file = paths.join(crate::roster::FILE);
+    if !file.exists() {
+        return Vec::new();
+    }
+    match crate::roster::load(&file, &ProcessEnv) {
+        Ok(roster) => roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect(),
+        Err(d) => {
+            tracing::warn!("{}: {}: {}; its agents have no metrics series yet", d.file.display(), d.field, d.message);
+            Vec::new()
+        }
+    }
 }
 
 /// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,

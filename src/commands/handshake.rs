@@ -4,9 +4,10 @@
 //! not exist the brief simply lists no components and the Crown settings come from the
 //! environment and defaults), builds the brief with the `BRIEF` file's fields merged in, runs
 //! the handshake and prints the acknowledgement and capabilities (`--json`: the whole outcome).
-//! It writes the same brief archive and journals as a boot, but never touches
-//! `logs/razar_state.json`: it reads it for `current_status` only, without moving a corrupt
-//! one aside, so it cannot disturb a boot that owns that file.
+//! It writes the same brief archive and journals as a boot. After a handshake that completed
+//! (acknowledged or offline) its outcome is merged into `logs/razar_state.json`, keeping every
+//! other field, under the root's boot lock; while a boot runs, that boot owns the state file
+//! and it is left alone (with a warning). A failed handshake changes nothing in it.
 //!
 //! Exit codes: 0 acknowledged or offline (offline also warns on stderr), 3 any Crown failure,
 //! 5 a required capability missing, 2 usage or config errors.
@@ -23,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::exit;
 use crate::paths::Paths;
 use crate::state::StateFile;
+use crate::state::lock::BootLock;
 
 pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
     let mut cfg = load_config(paths, args.config.as_deref())?;
@@ -36,6 +38,13 @@ pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
     let required = capability::required(&args.require_capability, &cfg.crown.required_capabilities);
 
     let outcome = crown::handshake(paths, &cfg, &CrownEnv::from_process(), &brief).await?;
+    match BootLock::acquire(paths) {
+        Ok(_lock) => crown::record::record_in_state(&paths.state(), &outcome)?,
+        Err(Error::Locked { pid, .. }) => {
+            tracing::warn!("a boot (pid {pid}) owns logs/razar_state.json; the handshake is not recorded there");
+        }
+        Err(e) => return Err(e),
+    }
 
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&outcome.to_json()).unwrap_or_default());

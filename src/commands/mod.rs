@@ -7,6 +7,7 @@ pub mod boot;
 pub mod completions;
 pub mod handshake;
 pub mod man;
+pub mod operate;
 pub mod quarantine;
 pub mod schema;
 pub mod status;

@@ -20,7 +20,7 @@ use crate::exit;
 use crate::fsutil::FsError;
 use crate::paths::Paths;
 use crate::state::lock::BootLock;
-use crate::state::{ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile};
+use crate::state::{ComponentState, ComponentStatus as S, Output, Phase, ProbeState, StateFile};
 use crate::text::one_line;
 
 /// How long one status request may take.
@@ -363,7 +363,10 @@ where
 {
     [
         one_line(&c.id, 60),
-        c.state.as_str().to_owned(),
+        match c.output {
+            Some(Output::Detached) => format!("{} (output detached)", c.state.as_str()),
+            None => c.state.as_str().to_owned(),
+        },
         c.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
         c.ready_at.as_deref().map_or_else(|| "-".to_owned(), |t| clock_time(t, tz)),
         c.restarts.to_string(),

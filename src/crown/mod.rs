@@ -7,17 +7,20 @@
 //! - [`capability`]: capability-name normalisation and the required check (pure).
 //! - [`launcher`]: running `crown.model_launcher` when GLM-4.1V is missing.
 //! - `session`: the whole flow, [`handshake`], and its [`HandshakeOutcome`].
+//! - [`record`]: the outcome merged into an existing state file (no launch follows).
 //!
 //! Invariants: the brief is on disk before it is sent; the bearer token never leaves the
 //! `Authorization` header; Crown-supplied component names are used only after matching a
 //! configured name; files already on disk are only ever replaced atomically or appended to, so
-//! a failed handshake loses nothing. The state file is the caller's to write.
+//! a failed handshake loses nothing. The state file is the caller's to write, after a handshake
+//! that completed.
 
 pub mod brief;
 pub mod capability;
 pub mod client;
 pub mod launcher;
 pub mod protocol;
+pub mod record;
 mod session;
 
 pub use brief::build_brief;

@@ -76,16 +76,24 @@ pub struct HandshakeOutcome {
     pub model_launch: Option<LaunchRecord>,
     /// Timestamp of this handshake's files in `logs/mission_briefs/`.
     pub archive_ts: i64,
+    /// When the handshake completed (epoch seconds).
+    pub timestamp: f64,
+    /// The Crown's URL without userinfo or query string; `None` offline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl HandshakeOutcome {
-    /// The object persisted under `handshake` in the state file:
-    /// `{acknowledgement, capabilities, downtime, crown_version?, identity_fingerprint?}`.
+    /// The object persisted under `handshake` in the state file: `{acknowledgement,
+    /// capabilities, downtime, timestamp, url, crown_version?, identity_fingerprint?}` (`url`
+    /// is null offline).
     pub fn state_json(&self) -> Value {
         let mut obj = Map::new();
         obj.insert("acknowledgement".into(), self.acknowledgement.clone().into());
         obj.insert("capabilities".into(), json!(self.capabilities));
         obj.insert("downtime".into(), self.downtime_json());
+        obj.insert("timestamp".into(), json!(self.timestamp));
+        obj.insert("url".into(), json!(self.url));
         if let Some(v) = &self.crown_version {
             obj.insert("crown_version".into(), v.clone().into());
         }
@@ -207,6 +215,8 @@ fn offline(logs: &Logs, ts: i64, fingerprint: Option<Value>) -> HandshakeOutcome
         launched_models: Vec::new(),
         model_launch: None,
         archive_ts: ts,
+        timestamp: crate::clock::epoch(),
+        url: None,
     }
 }
 
@@ -302,7 +312,14 @@ async fn online(
         launched_models: Vec::new(),
         model_launch: None,
         archive_ts: ts,
+        timestamp: crate::clock::epoch(),
+        url: Some(without_query(&shown)),
     })
+}
+
+/// A redacted URL without its (already elided) query string.
+fn without_query(shown: &str) -> String {
+    shown.split_once('?').map_or(shown, |(base, _)| base).to_owned()
 }
 
 /// Keeps the downtime entries that name a configured component; returns the rest's names.

@@ -5,13 +5,15 @@
 //! Invariants:
 //! - Names and label sets are the contract of §11 and of the upstream alert rules
 //!   (`monitoring/alerts/razar_failover.yml`); they never change with the data.
-//! - A labelled series appears in the exposition only once its child exists. So that alert
-//!   expressions such as `increase(razar_ai_invocation_retries_total[5m])` see a 0 before the
-//!   first event (and not "no data"), [`Metrics::register_component`] creates every
-//!   per-component child the alert rules read, at 0, when the boot learns its component list.
-//!   Label sets that are fixed (probe kinds, handshake results) are created in [`Metrics::new`].
-//!   Series whose second label is only known at the event (`reason`, `agent`, the probe kind
-//!   of a failure) appear with their first event.
+//! - A labelled series appears in the exposition only once its child exists. So that every
+//!   family of §11 is on `/metrics` from the first scrape, and a query such as
+//!   `increase(razar_ai_invocation_retries_total[5m])` sees a 0 rather than "no data",
+//!   [`Metrics::register_stack`] creates, at 0, every child the boot can know of up front:
+//!   per component, per component and restart reason, per component and kind of its own
+//!   probes, per agent of the roster, and per component and agent for escalations. Label sets
+//!   that are fixed (probe kinds, handshake results) are created in [`Metrics::new`]. Only a
+//!   label value that appears later (an agent added to the roster while the boot runs) appears
+//!   with its first event.
 //! - Label values come from validated component names, configured agent names and the closed
 //!   enums below, so the number of series is bounded by the config.
 //!
@@ -51,6 +53,15 @@ pub enum RestartReason {
 }
 
 impl RestartReason {
+    /// Every reason, for the series created at 0 up front.
+    pub const ALL: [RestartReason; 5] = [
+        RestartReason::Exited,
+        RestartReason::Liveness,
+        RestartReason::Patched,
+        RestartReason::Rollback,
+        RestartReason::Operator,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RestartReason::Exited => "exited",
@@ -84,6 +95,15 @@ impl HandshakeResult {
             HandshakeResult::Failed => "failed",
         }
     }
+}
+
+/// The label values a stack's series take, known before anything starts.
+#[derive(Debug, Clone, Default)]
+pub struct StackLabels<'a> {
+    /// Each configured component with the kinds of its probes (readiness and liveness).
+    pub components: Vec<(&'a str, Vec<&'static str>)>,
+    /// The roster's agent names.
+    pub agents: Vec<&'a str>,
 }
 
 /// The per-run figures of one boot, as recorded in `logs/razar_boot_history.json`.
@@ -272,6 +292,26 @@ impl Metrics {
     /// Creates `agent`'s call-duration series (no observations yet). Idempotent.
     pub fn register_agent(&self, agent: &str) {
         self.agent_call_duration.with_label_values(&[agent]);
+    }
+
+    /// Creates every labelled series of `stack` at 0 (see the module invariants). Idempotent.
+    pub fn register_stack(&self, stack: &StackLabels<'_>) {
+        for agent in &stack.agents {
+            self.register_agent(agent);
+        }
+        for (component, probe_kinds) in &stack.components {
+            self.register_component(component);
+            self.component_ready.with_label_values(&[component]);
+            for reason in RestartReason::ALL {
+                self.component_restarts.with_label_values(&[component, reason.as_str()]);
+            }
+            for kind in probe_kinds {
+                self.probe_failures.with_label_values(&[component, kind]);
+            }
+            for agent in &stack.agents {
+                self.escalations.with_label_values(&[component, agent]);
+            }
+        }
     }
 
     /// Marks `component` up (healthy, or a task that completed) or down.

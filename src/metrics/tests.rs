@@ -114,10 +114,8 @@ fn events_render_with_their_labels() {
 }
 
 /// Metric names the upstream alert rules use, with histogram suffixes kept.
-fn alert_rule_series() -> BTreeSet<String> {
-    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/upstream-fixtures/abzu/monitoring/alerts/razar_failover.yml");
-    let text = std::fs::read_to_string(&rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
+fn alert_rule_series(rules: &std::path::Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(rules).unwrap_or_else(|e| panic!("{}: {e}", rules.display()));
     let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
     let re = regex::Regex::new(r"\brazar_[a-z_]+").unwrap();
     let groups = doc["groups"].as_array().unwrap();
@@ -131,7 +129,13 @@ fn alert_rule_series_exist_from_registration_on() {
     m.register_component("alpha");
     let text = m.render();
     let present = sample_names(&text);
-    let wanted = alert_rule_series();
+    let Some(rules) = crate::testutil::upstream(
+        "metrics::alert_rule_series_exist_from_registration_on",
+        "monitoring/alerts/razar_failover.yml",
+    ) else {
+        return;
+    };
+    let wanted = alert_rule_series(&rules);
     assert!(wanted.len() >= 4, "rules parsed: {wanted:?}");
     for name in &wanted {
         assert!(present.contains(name), "{name} (used by the alert rules) missing before any event:\n{text}");
@@ -193,4 +197,35 @@ fn dump_for_promtool() {
     let path = std::env::var_os("RAZAR_METRICS_DUMP").expect("set RAZAR_METRICS_DUMP to the output path");
     std::fs::write(&path, busy().render()).unwrap();
     eprintln!("wrote {}", std::path::Path::new(&path).display());
+}
+
+#[test]
+fn every_family_has_zero_series_for_the_stack_before_any_event() {
+    let m = Metrics::new();
+    m.register_stack(&StackLabels {
+        components: vec![("api", vec!["http", "tcp"]), ("job", vec![])],
+        agents: vec!["kimi2", "rstar"],
+    });
+    let text = m.render();
+    for (name, kind) in CONTRACT {
+        assert!(text.contains(&format!("# HELP {name} ")), "{name}: no HELP\n{text}");
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name}: no TYPE {kind}\n{text}");
+    }
+    for want in [
+        r#"razar_component_restarts_total{component="api",reason="exited"} 0"#,
+        r#"razar_component_restarts_total{component="job",reason="operator"} 0"#,
+        r#"razar_component_restarts_total{component="job",reason="patched"} 0"#,
+        r#"razar_escalations_total{agent="rstar",component="api"} 0"#,
+        r#"razar_escalations_total{agent="kimi2",component="job"} 0"#,
+        r#"razar_agent_call_duration_seconds_count{agent="kimi2"} 0"#,
+        r#"razar_agent_call_duration_seconds_count{agent="rstar"} 0"#,
+        r#"razar_probe_failures_total{component="api",kind="http"} 0"#,
+        r#"razar_probe_failures_total{component="api",kind="tcp"} 0"#,
+        r#"razar_component_ready_seconds{component="job"} 0"#,
+        r#"razar_component_up{component="api"} 0"#,
+        r#"razar_ai_invocation_retries_total{component="job"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains(r#"component="job",kind="#), "a probe kind the component does not have");
 }

@@ -397,8 +397,12 @@ mod tests {
 
     #[test]
     fn the_upstream_sample_loads_and_reports_per_agent_problems() {
-        let file =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream-fixtures/abzu/config/razar_ai_agents.json");
+        let Some(file) = crate::testutil::upstream(
+            "roster::resolve::the_upstream_sample_loads_and_reports_per_agent_problems",
+            "config/razar_ai_agents.json",
+        ) else {
+            return;
+        };
         let r = load(&file, &MapEnv::of(&[])).unwrap();
         assert_eq!(r.agents.len(), 5);
         assert_eq!(r.current().unwrap().name, "demo_agent");

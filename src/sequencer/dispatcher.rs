@@ -34,7 +34,7 @@ use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
 use crate::progress::Board;
 use crate::quarantine::{Entry, Ledger, Source};
-use crate::state::{self, ComponentState, ComponentStatus as S, Phase, ProbeState, StateFile, StateStore};
+use crate::state::{self, ComponentState, ComponentStatus as S, Output, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
 use crate::supervise::terminate::{self, StopOutcome};
 use crate::supervise::{leftovers, procfs, reaper};
@@ -177,6 +177,9 @@ struct Proc {
     start_time: Option<u64>,
     /// The main process has exited (stragglers may remain in the group).
     exited: bool,
+    /// Adopted from an earlier boot (`--resume`): its output went to that boot's pipe and is
+    /// not captured.
+    detached: bool,
 }
 
 struct Unit {
@@ -213,6 +216,9 @@ struct Unit {
     last_liveness: Option<(bool, String)>,
     /// Quarantined by this boot (its restart budget ran out), which counts as a failure.
     quarantined_now: bool,
+    /// Stopped or quarantined by an operator during this boot: the boot waits for it to be
+    /// started or released instead of ending (cleared when it is put back in line).
+    held_by_operator: bool,
     /// Dependencies (condition healthy) that are restarting right now.
     dependency_restarting: Vec<String>,
 }
@@ -295,6 +301,7 @@ impl Dispatcher {
                 liveness: Tracker::default(),
                 last_liveness: None,
                 quarantined_now: false,
+                held_by_operator: false,
                 dependency_restarting: Vec::new(),
             })
             .collect();
@@ -356,7 +363,7 @@ impl Dispatcher {
         u.status = S::Healthy;
         u.ever_ready = true;
         u.ready_at = a.ready_at.clone();
-        u.proc = Some(Proc { pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time), exited: false });
+        u.proc = Some(Proc { pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time), exited: false, detached: true });
         let tx = self.tx.clone();
         let pid = a.pid;
         tokio::spawn(async move {
@@ -585,8 +592,13 @@ impl Dispatcher {
             tracing::warn!("cannot journal the launch of {}: {e}", cfg.name);
         }
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));
-        self.units[idx].proc =
-            Some(Proc { pid: spawned.pid, pgid: spawned.pgid, start_time: spawned.start_time, exited: false });
+        self.units[idx].proc = Some(Proc {
+            pid: spawned.pid,
+            pgid: spawned.pgid,
+            start_time: spawned.start_time,
+            exited: false,
+            detached: false,
+        });
         let tx = self.tx.clone();
         let mut process = spawned.child;
         tokio::spawn(async move {
@@ -1222,6 +1234,7 @@ impl Dispatcher {
         }
         self.units[idx].abort_probes();
         self.units[idx].status = S::Stopped;
+        self.units[idx].held_by_operator = true;
         self.event("stop", &name, "operator", None);
         // Also cancels a relaunch that a restart or retry had planned for after its stop.
         self.stop_unit(idx, AfterStop::Nothing);
@@ -1258,6 +1271,7 @@ impl Dispatcher {
         u.ever_ready = false;
         u.restart_times.clear();
         u.quarantined_now = false;
+        u.held_by_operator = false;
         u.blocked_by.clear();
         u.last_error = None;
         self.unblock();
@@ -1299,6 +1313,7 @@ impl Dispatcher {
             if in_ledger && !quarantined {
                 self.units[idx].abort_probes();
                 self.units[idx].status = S::Quarantined;
+                self.units[idx].held_by_operator = true;
                 self.units[idx].last_error = Some("quarantined by the operator".into());
                 self.stop_unit(idx, AfterStop::Nothing);
                 self.services.metrics.component_up(&name, false);
@@ -1445,7 +1460,10 @@ impl Dispatcher {
         if let Some(end) = self.shutdown {
             return Some(end);
         }
-        if self.units.iter().all(Unit::at_rest) {
+        // A component an operator stopped or quarantined can be started or released again:
+        // only components that ended on their own end the boot.
+        let held = |u: &Unit| u.held_by_operator && matches!(u.status, S::Stopped | S::Quarantined);
+        if self.units.iter().all(Unit::at_rest) && !self.units.iter().any(held) {
             let failed = self.units.iter().filter(|u| u.status == S::Failed || u.quarantined_now).count();
             return Some(End::Finished { failed });
         }
@@ -1649,6 +1667,7 @@ impl Unit {
             pid: self.proc.as_ref().map(|p| p.pid),
             pgid: self.proc.as_ref().map(|p| p.pgid),
             start_time: self.proc.as_ref().and_then(|p| p.start_time),
+            output: self.proc.as_ref().filter(|p| p.detached).map(|_| Output::Detached),
             attempts: self.attempts,
             restarts: self.restarts,
             ready_at: self.ready_at.clone(),

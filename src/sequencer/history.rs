@@ -154,8 +154,12 @@ mod tests {
 
     #[test]
     fn upstream_history_loads_and_failures_decay() {
-        let p =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream-fixtures/abzu/logs/razar_boot_history.json");
+        let Some(p) = crate::testutil::upstream(
+            "sequencer::history::upstream_history_loads_and_failures_decay",
+            "logs/razar_boot_history.json",
+        ) else {
+            return;
+        };
         let mut h = History::load(&p).unwrap();
         assert_eq!(h.history.len(), 2);
         h.record(Run::new(1.0, vec![comp("a", 4, false), comp("b", 2, true)], 3.0));

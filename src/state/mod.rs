@@ -143,6 +143,20 @@ pub struct ComponentState {
     /// What the component is waiting for, while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Set when the component's output is not captured (see [`Output`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Output>,
+}
+
+/// Where a running component's output goes, when not to its log as usual.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Output {
+    /// Adopted by `razar boot --resume`: its stdout and stderr were a pipe to the boot that
+    /// died, which no process can re-open, so nothing it prints reaches
+    /// `logs/components/<name>.log` and a log probe cannot see it. Relaunching it captures its
+    /// output again.
+    Detached,
 }
 
 impl ComponentState {
@@ -164,6 +178,7 @@ impl ComponentState {
             blocked_by: Vec::new(),
             dependency_restarting: Vec::new(),
             waiting_for: None,
+            output: None,
         }
     }
 }
@@ -227,8 +242,9 @@ mod tests {
     fn upstream_state_file_loads() {
         // The upstream committed state (events with `step`, a `probes` map) must not be
         // treated as corrupt: unknown fields are ignored, missing ones default.
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/upstream-fixtures/abzu/logs/razar_state.json");
+        let Some(path) = crate::testutil::upstream("state::upstream_state_file_loads", "logs/razar_state.json") else {
+            return;
+        };
         let text = std::fs::read_to_string(path).unwrap();
         let s: StateFile = serde_json::from_str(&text).unwrap();
         assert!(s.components.is_empty());

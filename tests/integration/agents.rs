@@ -35,11 +35,8 @@ const AGENT_VARS: &[&str] = &[
 
 const CANARY: &str = "canary-7c1d0e5f-token";
 
-fn upstream_sample() -> String {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/upstream-fixtures/abzu/config/razar_ai_agents.json");
-    std::fs::read_to_string(p).unwrap()
-}
+/// A roster in the upstream shape: two agents with file credentials, three from `${VAR}`s.
+const LADDER_ROSTER: &str = include_str!("../fixtures/upstream-format/razar_ai_agents.json");
 
 /// Runs razar with the agent variables scrubbed and `env` set.
 fn run(r: &Razar, args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -114,9 +111,9 @@ impl Agent {
 }
 
 #[test]
-fn the_upstream_sample_without_env_reports_each_agent_and_its_variables() {
+fn an_upstream_shaped_roster_without_env_reports_each_agent_and_its_variables() {
     let r = Razar::new();
-    r.write("config/razar_ai_agents.json", &upstream_sample());
+    r.write("config/razar_ai_agents.json", LADDER_ROSTER);
     let out = run(&r, &["agents", "check"], &[]);
     out.expect_code(2);
     for want in [
@@ -154,9 +151,9 @@ fn the_upstream_sample_without_env_reports_each_agent_and_its_variables() {
 }
 
 #[test]
-fn the_upstream_sample_with_env_resolves_and_never_prints_the_secrets() {
+fn an_upstream_shaped_roster_with_env_resolves_and_never_prints_the_secrets() {
     let r = Razar::new();
-    r.write("config/razar_ai_agents.json", &upstream_sample());
+    r.write("config/razar_ai_agents.json", LADDER_ROSTER);
     let env = [
         ("KIMI2_ENDPOINT", "http://127.0.0.1:9/v1"),
         ("AIRSTAR_ENDPOINT", "http://localhost:9/v1?key=canary-7c1d0e5f-token"),

@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 
 use crate::harness::{Razar, group_alive, wait_until};
 
-fn seeds() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/upstream-fixtures/abzu")
+/// The upstream system's file `rel`, or `None` (the test is skipped) when absent.
+fn upstream(test: &str, rel: &str) -> Option<String> {
+    crate::testutil::upstream(test, rel).map(|p| std::fs::read_to_string(p).unwrap())
 }
 
 /// Mission-log records of `event` for `component`.
@@ -37,8 +38,13 @@ fn launched_pids(r: &Razar) -> Vec<i32> {
 
 #[test]
 fn seed_boot_config_boots_and_exits_when_everything_completed() {
+    let Some(seed) =
+        upstream("boot::seed_boot_config_boots_and_exits_when_everything_completed", "razar/boot_config.json")
+    else {
+        return;
+    };
     let r = Razar::new();
-    r.write("config/boot_config.json", &std::fs::read_to_string(seeds().join("razar/boot_config.json")).unwrap());
+    r.write("config/boot_config.json", &seed);
     let out = r.run(&["boot"]);
     out.expect_code(0);
     assert!(out.stderr.contains("RAZAR ready."), "{}", out.stderr);
@@ -57,8 +63,11 @@ fn seed_boot_config_boots_and_exits_when_everything_completed() {
 
 #[test]
 fn seed_yaml_boots_in_priority_order() {
+    let Some(seed) = upstream("boot::seed_yaml_boots_in_priority_order", "config/razar_config.yaml") else {
+        return;
+    };
     let r = Razar::new();
-    r.write("config/razar_config.yaml", &std::fs::read_to_string(seeds().join("config/razar_config.yaml")).unwrap());
+    r.write("config/razar_config.yaml", &seed);
     r.run(&["boot", "--config", "config/razar_config.yaml"]).expect_code(0);
     let tiers: &[&[&str]] = &[
         &["memory_store"],
@@ -332,7 +341,7 @@ fn a_chatty_component_never_stalls_and_its_log_rotates() {
 #[test]
 fn json_log_format_writes_only_json_lines_to_stderr() {
     let r = Razar::new();
-    r.write("config/boot_config.json", &std::fs::read_to_string(seeds().join("razar/boot_config.json")).unwrap());
+    r.write("config/boot_config.json", include_str!("../fixtures/upstream-format/boot_config.json"));
     let out = r.run(&["--log-format", "json", "boot", "--no-metrics"]);
     out.expect_code(0);
     let lines: Vec<Value> =

@@ -14,7 +14,7 @@ use crate::harness::{Razar, Run};
 
 /// What the test Crown does after it has read the brief.
 #[derive(Clone)]
-enum Behavior {
+pub(crate) enum Behavior {
     /// Sends this text frame, then waits for the close.
     Reply(String),
     /// Never answers.
@@ -31,13 +31,13 @@ struct Seen {
     frame: Option<String>,
 }
 
-struct Crown {
+pub(crate) struct Crown {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Crown {
-    fn start(behavior: Behavior) -> Crown {
+    pub(crate) fn start(behavior: Behavior) -> Crown {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -55,11 +55,11 @@ impl Crown {
         Crown { port, seen }
     }
 
-    fn reply(v: Value) -> Crown {
+    pub(crate) fn reply(v: Value) -> Crown {
         Crown::start(Behavior::Reply(v.to_string()))
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/crown", self.port)
     }
 
@@ -116,7 +116,7 @@ async fn serve(stream: tokio::net::TcpStream, behavior: Behavior, record: Arc<Mu
 }
 
 /// A root with a two-component config whose Crown settings are `crown`.
-fn root_with(crown: Value) -> Razar {
+pub(crate) fn root_with(crown: Value) -> Razar {
     let r = Razar::new();
     r.config(json!({
         "mission": "demo",
@@ -191,7 +191,7 @@ fn acknowledged_handshake_prints_archives_and_logs() {
     let interactions = r.jsonl("logs/interaction_log.jsonl");
     assert_eq!(interactions[0]["initiator"], "RAZAR");
     assert!(interactions[0]["response_summary"].as_str().unwrap().contains("CROWN-ACK"));
-    assert!(!r.path("logs/razar_state.json").exists(), "the standalone command never writes state");
+    assert_eq!(r.json("logs/razar_state.json")["handshake"]["acknowledgement"], "CROWN-ACK", "the outcome is recorded");
 }
 
 #[test]
@@ -307,7 +307,7 @@ fn downtime_names_are_checked_against_the_config() {
     assert!(!r.root().parent().unwrap().join("evil").exists());
 }
 
-fn launcher(r: &Razar, body: &str) {
+pub(crate) fn launcher(r: &Razar, body: &str) {
     use std::os::unix::fs::PermissionsExt;
     r.write("launch_glm.sh", &format!("#!/bin/sh\n{body}\n"));
     std::fs::set_permissions(r.path("launch_glm.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();

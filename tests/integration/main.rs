@@ -1,14 +1,20 @@
 //! Integration tests: each runs the real `razar` binary against a temporary root.
 
 mod harness;
+// The unit tests' helper for the upstream system's files, shared so both skip alike.
+#[path = "../../src/testutil.rs"]
+mod testutil;
 
 mod agents;
 mod analyze;
 mod boot;
 mod config;
 mod crown;
+mod crown_state;
 mod faults;
 mod layers;
+mod metrics;
+mod operate;
 mod quarantine;
 mod status;
 mod supervise;

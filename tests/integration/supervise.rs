@@ -169,6 +169,13 @@ fn resume_after_kill_keeps_live_healthy_components_and_starts_the_rest() {
     assert_ne!(pid("cache"), cache, "cache was started again");
     assert!(alive(db) && alive(api));
     assert_eq!(events(&r, "adopt", "db").len(), 1);
+    // The adopted ones' output went to the dead boot's pipe: status says so.
+    assert_eq!(r.component_state("db")["output"], "detached");
+    assert!(r.component_state("cache").get("output").is_none(), "a relaunched component's output is captured");
+    let table = r.run(&["status"]);
+    table.expect_code(0);
+    let db_row = table.stdout.lines().find(|l| l.starts_with("db ")).unwrap();
+    assert!(db_row.contains("healthy (output detached)"), "{}", table.stdout);
     signal(&second, Signal::SIGTERM);
     assert_eq!(second.wait().unwrap().code(), Some(143));
     assert!(!alive(db) && !alive(api), "adopted components are stopped at shutdown too");
