@@ -172,9 +172,15 @@ pub fn type_name(v: &Value) -> &'static str {
 /// Reads a JSON or YAML file (by extension) into a JSON value.
 pub fn read_document(file: &Path) -> Result<Value, Diagnostic> {
     let diag = |message: String| Diagnostic { file: file.to_path_buf(), field: String::new(), message };
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| diag(format!("cannot read the file ({e}); check the path or pass --config")))?;
+    let text = super::limits::read_capped(file).map_err(|e| {
+        diag(if e.kind() == std::io::ErrorKind::FileTooLarge {
+            format!("{e}; razar refuses it before parsing")
+        } else {
+            format!("cannot read the file ({e}); check the path or pass --config")
+        })
+    })?;
     let yaml = matches!(file.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
+    super::limits::check_depth(&text, yaml).map_err(diag)?;
     if yaml {
         serde_norway::from_str::<Value>(&text).map_err(|e| diag(format!("malformed YAML: {e}")))
     } else {

@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod graph;
+pub mod limits;
 pub mod load;
 pub mod raw;
 pub mod resolved;

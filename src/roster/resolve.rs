@@ -29,13 +29,16 @@ const KIMICHO_URL_VAR: &str = "KIMI_K2_URL";
 /// everything else is a problem inside the returned roster.
 pub fn load(file: &Path, env: &dyn Env) -> Result<Roster, Diagnostic> {
     let diag = |message: String| Diagnostic { file: file.to_path_buf(), field: String::new(), message };
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        diag(if e.kind() == std::io::ErrorKind::NotFound {
-            "not found: create it with the agents in escalation order (see docs/agents.md)".to_owned()
-        } else {
-            format!("cannot read the file ({e})")
+    let text = crate::config::limits::read_capped(file).map_err(|e| {
+        diag(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "not found: create it with the agents in escalation order (see docs/agents.md)".to_owned()
+            }
+            std::io::ErrorKind::FileTooLarge => format!("{e}; razar refuses it before parsing"),
+            _ => format!("cannot read the file ({e})"),
         })
     })?;
+    crate::config::limits::check_depth(&text, false).map_err(diag)?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| diag(format!("malformed JSON: {e}")))?;
     Ok(resolve(file, &doc, env))
 }

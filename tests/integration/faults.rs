@@ -121,3 +121,21 @@ fn after_the_journal_is_rotated_razar_writes_a_new_one_and_sigusr1_does_not_end_
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(r.path("logs/razar.log")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
 }
+
+#[test]
+fn a_deeply_nested_or_huge_config_is_refused_fast_naming_the_file_and_the_limit() {
+    let r = Razar::new();
+    r.write("config/deep.yaml", &"[".repeat(200 * 1024));
+    r.write("config/deep.json", &"[".repeat(200 * 1024));
+    r.write("config/huge.json", &" ".repeat(5 * 1024 * 1024));
+    for (file, limit) in
+        [("config/deep.yaml", "64 levels"), ("config/deep.json", "64 levels"), ("config/huge.json", "4 MiB")]
+    {
+        let started = Instant::now();
+        let out = r.run(&["validate", "--config", file]);
+        let took = started.elapsed();
+        out.expect_code(2);
+        assert!(out.stderr.contains(file) && out.stderr.contains(limit), "{file}: {}", out.stderr);
+        assert!(took < Duration::from_secs(2), "{file} took {took:?}");
+    }
+}
