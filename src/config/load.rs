@@ -246,12 +246,7 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
         .into_iter()
         .filter(|(name, _)| components.iter().any(|c| c.enabled && c.layer.as_deref() == Some(name)))
         .collect();
-    let mut list = diags.list;
-    if !list.is_empty() {
-        list.sort_by(|a, b| a.file.cmp(&b.file));
-        return Err(Invalid(list));
-    }
-    Ok(Config {
+    let cfg = Config {
         source: file.to_path_buf(),
         mission: raw.mission,
         crown,
@@ -260,7 +255,18 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
         on_failure: raw.on_failure.unwrap_or_default(),
         components,
         layers: used,
-    })
+    };
+    for (field, message) in
+        super::confine::check_config(&cfg, root, raw.allow_outside_root.as_deref().unwrap_or_default())
+    {
+        diags.push(field, message);
+    }
+    let mut list = diags.list;
+    if !list.is_empty() {
+        list.sort_by(|a, b| a.file.cmp(&b.file));
+        return Err(Invalid(list));
+    }
+    Ok(cfg)
 }
 
 fn load_layers(

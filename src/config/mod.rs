@@ -1,6 +1,7 @@
 //! Stack configuration: the serde mirror of the files (`raw`), validation (`load`), the
 //! validated types everything else uses (`resolved`) and the wait-for graph (`graph`).
 
+pub mod confine;
 pub mod duration;
 pub mod graph;
 pub mod limits;

@@ -33,6 +33,9 @@ pub struct RawConfig {
     pub jobs: Option<usize>,
     /// What a component failure does to the boot.
     pub on_failure: Option<OnFailure>,
+    /// Absolute directories outside the root that `metrics.textfile`, `working_dir` and file
+    /// probes may name (default: none; every such path stays inside the root).
+    pub allow_outside_root: Option<Vec<String>>,
     /// Legacy (`razar_config.yaml`): accepted and ignored.
     pub chakra: Option<String>,
     /// Legacy (`razar_config.yaml`): accepted and ignored; the agent roster is

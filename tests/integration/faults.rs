@@ -139,3 +139,40 @@ fn a_deeply_nested_or_huge_config_is_refused_fast_naming_the_file_and_the_limit(
         assert!(took < Duration::from_secs(2), "{file} took {took:?}");
     }
 }
+
+#[test]
+fn paths_outside_the_root_are_refused_naming_the_field_unless_absolute_and_allowed() {
+    let r = Razar::new();
+    let outside = tempfile::tempdir().unwrap();
+    let out_dir = outside.path().to_str().unwrap().to_owned();
+    r.config(json!({
+        "metrics": {"textfile": "../x.prom"},
+        "components": [
+            {"name": "web", "command": "sleep 60", "working_dir": "../elsewhere",
+             "health_check": {"file": format!("{out_dir}/ready")}},
+            {"name": "db", "command": "sleep 60", "health_check": {"log": "^ready$"},
+             "liveness": {"file": "data/../../../etc/passwd"}}
+        ]
+    }));
+    let out = r.run(&["validate"]);
+    out.expect_code(2);
+    for field in [
+        "metrics.textfile",
+        "components[0].working_dir",
+        "components[0].health_check.file",
+        "components[1].liveness.file",
+    ] {
+        assert!(out.stderr.contains(field), "{field} not named:\n{}", out.stderr);
+    }
+    assert!(out.stderr.contains("allow_outside_root"), "{}", out.stderr);
+    // An absolute path under an allowed directory is accepted; `..` never is.
+    r.config(json!({
+        "allow_outside_root": [out_dir],
+        "metrics": {"textfile": format!("{out_dir}/boot.prom")},
+        "components": [
+            {"name": "web", "command": "sleep 60", "working_dir": "sub/dir",
+             "health_check": {"file": format!("{out_dir}/ready")}}
+        ]
+    }));
+    r.run(&["validate"]).expect_code(0);
+}
