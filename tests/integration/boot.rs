@@ -128,8 +128,8 @@ fn a_probe_that_never_passes_is_retried_with_backoff_then_halts_the_boot() {
     let r = Razar::new();
     r.config(json!({"components": [
         {"name": "db", "command": "exec sleep 60", "health_check": {"tcp": "127.0.0.1:1", "period": "100ms"}, "ready_timeout": "300ms"},
-        {"name": "steady", "command": "exec sleep 60", "health_check": {"file": "/"}},
-        {"name": "api", "command": "exec sleep 60", "depends_on": ["db"], "health_check": {"file": "/"}}
+        {"name": "steady", "command": "exec sleep 60", "health_check": {"file": "config/boot_config.json"}},
+        {"name": "api", "command": "exec sleep 60", "depends_on": ["db"], "health_check": {"file": "config/boot_config.json"}}
     ]}));
     let out = r.run(&["boot", "--retries", "2"]);
     out.expect_code(1);
