@@ -42,6 +42,22 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
         .map_err(|e| FsError::new("creating directory", dir, e))
 }
 
+/// Proves that files can be created in `dir` (creating it if needed): a probe file is created
+/// and removed. For a clear error before anything starts instead of a failed write later.
+pub fn check_writable_dir(dir: &Path) -> Result<()> {
+    let action = "cannot write to directory";
+    ensure_dir(dir).map_err(|e| FsError::new(action, dir, e.source))?;
+    let probe = dir.join(format!(".razar-write-check-{}", std::process::id()));
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE)
+        .open(&probe)
+        .map_err(|e| FsError::new(action, dir, e))?;
+    let _ = fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Restricts the directories razar keeps its records in to their owner, when they exist and
 /// are razar's (an older razar created them 0755). Failures are left to the writes that follow.
 pub fn restrict_dirs(dirs: &[PathBuf]) {

@@ -106,6 +106,8 @@ async fn prepare(
     board: Option<Arc<Board>>,
     json_logs: bool,
 ) -> Result<Option<Prepared>> {
+    // Nothing starts when the boot could not record it.
+    crate::fsutil::check_writable_dir(&paths.logs())?;
     let lock = BootLock::acquire(paths)?;
     // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
     if let Err(e) = reaper::become_subreaper() {

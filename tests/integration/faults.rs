@@ -176,3 +176,139 @@ fn paths_outside_the_root_are_refused_naming_the_field_unless_absolute_and_allow
     }));
     r.run(&["validate"]).expect_code(0);
 }
+
+#[test]
+fn an_unwritable_logs_directory_is_a_clear_error_before_anything_starts() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "web", "command": "touch started; echo ready; exec sleep 60", "health_check": {"log": "^ready$"}}
+    ]}));
+    // A file where `logs/` should be: not writable even for root.
+    r.write("logs", "not a directory");
+    let out = r.run(&["boot"]);
+    out.expect_code(70);
+    assert!(out.stderr.contains("cannot write to directory") && out.stderr.contains("logs"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(!r.path("started").exists(), "nothing was launched");
+    assert_eq!(r.read("logs"), "not a directory", "nothing on disk was touched");
+}
+
+#[test]
+fn a_truncated_state_file_is_moved_aside_and_the_boot_goes_on() {
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "web", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}}
+    ]}));
+    r.write("logs/razar_state.json", "{\"version\": 1, \"phase\": \"rea");
+    let mut boot = r.spawn(&["boot"]);
+    wait_phase(&r, "ready");
+    signal(&boot, Signal::SIGTERM);
+    assert_eq!(wait_exit(&mut boot, Duration::from_secs(10)), 143);
+    let aside: Vec<String> = std::fs::read_dir(r.path("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("razar_state.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the truncated file is kept for inspection");
+    assert_eq!(std::fs::read_to_string(r.path("logs").join(&aside[0])).unwrap(), "{\"version\": 1, \"phase\": \"rea");
+}
+
+/// Set by [`jsonl_appends_from_four_processes_never_tear_a_line`] in the processes it starts.
+const APPEND_CHILD: &str = "RAZAR_TEST_APPEND_CHILD";
+const APPENDS: usize = 2000;
+
+/// Not a test on its own: one of the four writers of the test below (ignored unless run by it).
+#[test]
+#[ignore = "run by jsonl_appends_from_four_processes_never_tear_a_line"]
+fn jsonl_append_child() {
+    let Ok(spec) = std::env::var(APPEND_CHILD) else { return };
+    let (path, writer) = spec.split_once('|').unwrap();
+    let journal = razar::fsutil::Appender::new(path);
+    let pad = "x".repeat(300);
+    for n in 0..APPENDS {
+        // Alternate the two write paths razar has: the kept-open appender and the one-shot.
+        let record = json!({"writer": writer, "n": n, "pad": pad});
+        if n % 2 == 0 {
+            journal.append(&record).unwrap();
+        } else {
+            razar::fsutil::append_jsonl(std::path::Path::new(path), &record).unwrap();
+        }
+    }
+}
+
+#[test]
+fn jsonl_appends_from_four_processes_never_tear_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logs/razar.log");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|w| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "faults::jsonl_append_child", "--ignored", "--quiet"])
+                .env(APPEND_CHILD, format!("{}|{w}", path.display()))
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(wait_until("a writer to finish", Duration::from_secs(60), || c.try_wait().unwrap()).success());
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {i} torn ({e}): {line:.80}"));
+        *seen.entry(v["writer"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(seen.values().copied().collect::<Vec<_>>(), vec![APPENDS; 4], "every record of every writer, whole");
+}
+
+#[test]
+fn a_full_disk_fails_a_journal_write_cleanly_and_the_next_write_after_space_returns_is_whole() {
+    if !is_root() {
+        eprintln!("skipped (not root): a full disk is simulated with a small tmpfs, which needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped (cannot mount a tmpfs here): a full disk is simulated with a small tmpfs");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(dir.path().to_path_buf());
+    let path = dir.path().join("razar.log");
+    let journal = razar::fsutil::Appender::new(&path);
+    journal.append(&json!({"n": 0})).unwrap();
+    // Fill the file system.
+    let filler = dir.path().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    let pad = "y".repeat(8192);
+    let err = journal.append(&json!({"n": 1, "pad": pad})).unwrap_err();
+    assert!(err.to_string().contains("razar.log"), "the error names the file: {err}");
+    std::fs::remove_file(&filler).unwrap();
+    journal.append(&json!({"n": 2})).unwrap();
+    let recs: Vec<serde_json::Value> = razar::fsutil::read_jsonl(&path).unwrap();
+    let ns: Vec<i64> = recs.iter().map(|r| r["n"].as_i64().unwrap()).collect();
+    assert_eq!(ns, vec![0, 2], "the failed record is absent or torn-and-skipped; the next one is whole");
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
