@@ -288,7 +288,7 @@ pub const PRIVATE_FILE: u32 = 0o600;
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Takes the exclusive lock on `f`, waiting at most [`LOCK_WAIT`]; false if it was not taken.
-fn lock_bounded(f: &File) -> bool {
+pub fn lock_bounded(f: &File) -> bool {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut pause = std::time::Duration::from_millis(1);
     loop {

@@ -79,13 +79,14 @@ impl MarkdownLog {
                 .create(true)
                 .mode(crate::fsutil::PRIVATE_FILE)
                 .open(&self.path)?;
-            f.lock()?;
+            // Bounded: another process holding the lock must not stall the boot that quarantines.
+            let locked = crate::fsutil::lock_bounded(&f);
             // Read under the lock: the decision "header or not" must see every earlier row.
             let mut existing = Vec::new();
             f.read_to_end(&mut existing)?;
             let bytes = to_append(&String::from_utf8_lossy(&existing), &row);
             f.write_all(bytes.as_bytes())?;
-            f.unlock()
+            if locked { f.unlock() } else { Ok(()) }
         };
         append().map_err(|e| FsError::new("appending to", &self.path, e))
     }
@@ -292,5 +293,22 @@ mod tests {
         assert!(text.starts_with("# Quarantine Log\n"));
         assert_eq!(text.matches(TABLE_HEADER).count(), 1);
         assert!(text.ends_with("| db | diagnostic | {\"k\": 1} |\n"), "{text}");
+    }
+
+    #[test]
+    fn a_lock_held_by_another_process_delays_a_row_only_briefly() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = MarkdownLog::new(dir.path().join("docs/quarantine_log.md"));
+        log.append("web", Action::Quarantined, "first").unwrap();
+        let hostile = std::fs::File::open(log.path()).unwrap();
+        hostile.lock().unwrap();
+        let started = std::time::Instant::now();
+        log.append("web", Action::Released, "second").unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "took {:?}", started.elapsed());
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(
+            text.contains("| web | quarantined | first |") && text.contains("| web | released | second |"),
+            "{text}"
+        );
     }
 }
