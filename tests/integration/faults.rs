@@ -312,3 +312,18 @@ fn is_root() -> bool {
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
+
+#[test]
+fn a_command_printing_to_a_closed_stdout_does_not_panic() {
+    let r = Razar::new();
+    r.config(json!({"components": [{"name": "web", "command": "sleep 60"}]}));
+    for args in [&["schema"][..], &["validate"][..], &["quarantine", "list"][..]] {
+        let mut child = r.spawn(args);
+        drop(child.stdout.take());
+        let code = wait_exit(&mut child, Duration::from_secs(30));
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+    }
+}
