@@ -53,10 +53,8 @@ pub fn check(root: &Path, sources: &[PathBuf], rel: &Path) -> Result<PathBuf, St
             return Err(format!("{shown}: a device, fifo or socket"));
         }
     }
-    if let Ok(meta) = fs::metadata(&abs) {
-        if !meta.is_file() {
-            return Err(format!("{shown}: not a regular file"));
-        }
+    if fs::metadata(&abs).is_ok_and(|meta| !meta.is_file()) {
+        return Err(format!("{shown}: not a regular file"));
     }
     Ok(lexical)
 }

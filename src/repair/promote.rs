@@ -213,32 +213,29 @@ pub fn recover(paths: &RepairPaths) -> Result<Vec<String>, FsError> {
     for path in journals {
         let Some(journal) = fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Journal>(&t).ok())
         else {
-            // A journal torn before its rename never existed: the temp file is all there is.
+            // Journals are written atomically, so an unreadable one is not razar's: set it aside.
             fsutil::move_aside(&path)?;
             continue;
         };
         let id = journal.patch_id;
-        match manifest(paths, &id) {
-            Ok(m) => {
-                restore(paths, &m)?;
-                let history = history::read_history(&paths.history())?;
-                let open = history::patches(&history, Some(&m.component))
-                    .into_iter()
-                    .any(|p| p.applied.patch_id == id && !p.reverted);
-                if open {
-                    let why = "an interrupted operation was undone at start-up";
-                    history::append_history(
-                        &paths.history(),
-                        &HistoryRecord::new(&id, &m.component, m.files.clone(), "razar", Status::Reverted, why),
-                    )?;
-                }
-                let mut rec = PatchLogRecord::event(&m.component, &id, "recovery", "razar", "restored");
-                rec.detail =
-                    Some(format!("interrupted {:?}; the original files were restored", journal.action).to_lowercase());
-                history::append_patch_log(&paths.patch_log(), &rec)?;
+        // No manifest: the journal is only written after it, so nothing was replaced.
+        if let Ok(m) = manifest(paths, &id) {
+            restore(paths, &m)?;
+            let history = history::read_history(&paths.history())?;
+            let open = history::patches(&history, Some(&m.component))
+                .into_iter()
+                .any(|p| p.applied.patch_id == id && !p.reverted);
+            if open {
+                let why = "an interrupted operation was undone at start-up";
+                history::append_history(
+                    &paths.history(),
+                    &HistoryRecord::new(&id, &m.component, m.files.clone(), "razar", Status::Reverted, why),
+                )?;
             }
-            // No manifest: the journal is only written after it, so nothing was replaced.
-            Err(_) => {}
+            let mut rec = PatchLogRecord::event(&m.component, &id, "recovery", "razar", "restored");
+            rec.detail =
+                Some(format!("interrupted {:?}; the original files were restored", journal.action).to_lowercase());
+            history::append_patch_log(&paths.patch_log(), &rec)?;
         }
         finish(paths, &id)?;
         recovered.push(id);

@@ -15,5 +15,6 @@ mod layers;
 mod metrics;
 mod operate;
 mod quarantine;
+mod repair;
 mod status;
 mod supervise;
