@@ -103,6 +103,31 @@ pub fn patches(history: &[HistoryRecord], component: Option<&str>) -> Vec<PatchS
     order.into_iter().filter_map(|id| by_id.remove(&id)).collect()
 }
 
+/// One line per patch for people (`razar status`, `razar quarantine show`): component, id,
+/// applied or reverted, agent, when, summary and files. Newest last; at most `limit` lines.
+pub fn describe(states: &[PatchState], limit: usize) -> Vec<String> {
+    let skip = states.len().saturating_sub(limit);
+    states[skip..]
+        .iter()
+        .map(|p| {
+            let a = &p.applied;
+            let files: Vec<&str> = a.files.iter().map(|f| f.path.as_str()).collect();
+            let summary =
+                if a.summary.is_empty() { "no summary".to_owned() } else { crate::text::one_line(&a.summary, 80) };
+            format!(
+                "{}  {}  {}  by {}  {}  {}  ({})",
+                a.component,
+                a.patch_id,
+                if p.reverted { "reverted" } else { "applied" },
+                crate::text::one_line(&a.agent, 40),
+                a.timestamp_iso,
+                summary,
+                crate::text::one_line(&files.join(", "), 120)
+            )
+        })
+        .collect()
+}
+
 /// A record of `logs/razar_ai_patches.json`. `event` is `suggestion`, `verification`,
 /// `promotion`, `rejection`, `revert` or `recovery`; upstream records carry only
 /// `component`, `diff` and `tests`, hence the defaults.
@@ -192,6 +217,21 @@ mod tests {
             [("p1", true), ("p3", false)]
         );
         assert_eq!(patches(&h, None).len(), 3);
+    }
+
+    #[test]
+    fn describes_patches_for_people_newest_last() {
+        let files = vec![FileRecord { path: "svc/a.sh".into(), sha256_before: None, sha256_after: None }];
+        let h = vec![
+            HistoryRecord::new("p1", "api", files.clone(), "glm", Status::Applied, "first"),
+            HistoryRecord::new("p2", "api", files, "glm", Status::Applied, "fix\nthe sum"),
+            HistoryRecord::new("p1", "api", vec![], "operator", Status::Reverted, ""),
+        ];
+        let lines = describe(&patches(&h, None), 1);
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("api  p2  applied  by glm  "), "{}", lines[0]);
+        assert!(lines[0].ends_with("(svc/a.sh)") && !lines[0].contains('\n'), "{}", lines[0]);
+        assert!(describe(&patches(&h, None), 5)[0].contains("p1  reverted"));
     }
 
     #[test]

@@ -151,3 +151,23 @@ fn killed_mid_promotion_then_rollback_restores_the_originals() {
     assert_eq!(r.read("svc/calc.sh"), BUGGY);
     assert_eq!(statuses(&r).last().map(String::as_str), Some("reverted"));
 }
+
+#[test]
+fn status_and_quarantine_show_list_the_components_patches() {
+    let r = setup();
+    let Outcome::Promoted { patch_id, .. } = promote(r.root(), FIX) else { panic!("not promoted") };
+    r.run(&["boot", "--no-metrics"]).expect_code(0);
+    let status = r.run(&["status"]);
+    status.expect_code(0);
+    let line = status.stdout.lines().find(|l| l.contains(&patch_id)).unwrap_or_else(|| panic!("{}", status.stdout));
+    assert!(line.contains("calc") && line.contains("applied  by glm-test") && line.contains("fix the sum"), "{line}");
+    assert!(line.contains("svc/calc.sh"), "{line}");
+
+    r.run(&["quarantine", "add", "calc", "--reason", "suspect patch"]).expect_code(0);
+    r.run(&["rollback", "calc"]).expect_code(0);
+    let show = r.run(&["quarantine", "show", "calc"]);
+    show.expect_code(0);
+    assert!(show.stdout.contains("patch history"), "{}", show.stdout);
+    let line = show.stdout.lines().find(|l| l.contains(&patch_id)).unwrap_or_else(|| panic!("{}", show.stdout));
+    assert!(line.contains("reverted  by glm-test"), "{line}");
+}
