@@ -154,6 +154,12 @@ pub fn verify_and_promote(root: &Path, req: &Request<'_>) -> Result<Outcome, FsE
         }
     };
     log("verification", "success", None, String::new())?;
+    // The tests took time: check again that no path now leads through a new symlink.
+    for p in &patched {
+        if let Err(reason) = paths::check(root, &req.component.sources, &p.rel) {
+            return rejected(reason);
+        }
+    }
     let files = promote::promote(&paths, &id, &name, req.agent, req.summary, &patched)?;
     log("promotion", "applied", Some(req.summary.to_owned()), String::new())?;
     let _ = std::fs::remove_dir_all(&sandbox);
