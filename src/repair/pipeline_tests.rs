@@ -35,7 +35,8 @@ fn request<'a>(c: &'a Component, patch: &'a str) -> Request<'a> {
     Request { component: c, patch, agent: "glm", summary: "fix the sum", test_timeout: Duration::from_secs(20) }
 }
 
-/// Every file under `root` except razar's own (`.razar/`, `logs/`) with its bytes.
+/// Every file under `root` with its bytes, except the sandboxes and the patch log (the
+/// rejection record), which are the only things a rejected or failing patch may write.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -43,7 +44,7 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
         for e in fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with(".razar") || rel.starts_with("logs") {
+            if rel.starts_with(".razar/sandbox") || rel == "logs/razar_ai_patches.json" {
                 continue;
             }
             let meta = fs::symlink_metadata(&p).unwrap();

@@ -171,3 +171,57 @@ fn status_and_quarantine_show_list_the_components_patches() {
     let line = show.stdout.lines().find(|l| l.contains(&patch_id)).unwrap_or_else(|| panic!("{}", show.stdout));
     assert!(line.contains("reverted  by glm-test"), "{line}");
 }
+
+#[test]
+fn config_only_restores_just_the_roster_and_patch_picks_one_patch() {
+    let r = setup();
+    let Outcome::Promoted { patch_id: first, .. } = promote(r.root(), FIX) else { panic!("not promoted") };
+    let Outcome::Promoted { patch_id: second, .. } = promote(r.root(), THREE) else { panic!("not promoted") };
+    r.write("config/razar_ai_agents.bak", "{\"active\": \"safe\"}\n");
+    r.write("config/razar_ai_agents.json", "{\"active\": \"escalated\"}\n");
+
+    r.run(&["rollback", "calc", "--config-only"]).expect_code(0);
+    assert_eq!(r.read("config/razar_ai_agents.json"), "{\"active\": \"safe\"}\n");
+    assert_eq!(r.read("svc/calc.sh"), FIXED, "--config-only reverts no patch");
+    assert_eq!(statuses(&r), ["applied", "applied"]);
+
+    // The older patch alone: the newer one stays.
+    r.run(&["rollback", "calc", "--patch", &first]).expect_code(0);
+    assert_eq!(r.read("svc/calc.sh"), BUGGY);
+    assert_eq!(r.read("svc/a.txt"), "new a\n");
+    let history = r.jsonl("logs/patch_history.jsonl");
+    assert_eq!(
+        (history[2]["patch_id"].as_str(), history[2]["status"].as_str()),
+        (Some(first.as_str()), Some("reverted"))
+    );
+    r.run(&["rollback", "calc"]).expect_code(0);
+    assert_eq!(r.read("svc/a.txt"), "old a\n");
+    assert_eq!(r.jsonl("logs/patch_history.jsonl")[3]["patch_id"], second.as_str());
+}
+
+#[test]
+fn rollback_restarts_the_component_of_a_running_boot() {
+    let r = Razar::new();
+    r.config(json!({"components": [{
+        "name": "web", "command": "echo ready $(cat version.txt); exec sleep 60", "working_dir": "svc",
+        "health_check": {"log": "^ready"}, "sources": ["svc"], "tests": ["grep -q . version.txt"]
+    }]}));
+    r.write("svc/version.txt", "v1\n");
+    let mut boot = r.spawn(&["boot", "--no-metrics"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    let pid = r.component_state("web")["pid"].as_i64();
+    let bump = "--- a/svc/version.txt\n+++ b/svc/version.txt\n@@ -1 +1 @@\n-v1\n+v2\n";
+    assert!(matches!(promote(r.root(), bump), Outcome::Promoted { .. }));
+
+    let run = r.run(&["rollback", "web", "--json"]);
+    run.expect_code(0);
+    let out: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(out["restart"], "restart requested");
+    assert_eq!(r.read("svc/version.txt"), "v1\n");
+    wait_until("web restarted", Duration::from_secs(20), || {
+        let c = r.component_state("web");
+        (c["state"] == "healthy" && c["pid"].as_i64() != pid).then_some(())
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(boot.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(boot.wait().unwrap().code(), Some(143));
+}
