@@ -165,13 +165,13 @@ fn file_patch(s: &Section<'_>) -> Result<FilePatch, String> {
     let (old, new) = if s.body.is_empty() {
         (None, None)
     } else {
-        let old = side(s.body[0], "--- ", git)?;
-        let new = side(s.body[1], "+++ ", git)?;
+        let old = side(s.body[0], "--- ")?;
+        let new = side(s.body[1], "+++ ")?;
         if s.body.len() == 2 {
             return Err("a file header without hunks".into());
         }
         diffy::Patch::from_str(&body).map_err(|e| format!("unreadable hunks: {e}"))?;
-        (old, new)
+        strip_prefixes(old, new, git)
     };
     if let (Some(from), Some(to)) = (rename_from, rename_to) {
         return Ok(FilePatch { path: to.into(), change: Change::Rename { from: from.into() }, body });
@@ -191,24 +191,29 @@ fn file_patch(s: &Section<'_>) -> Result<FilePatch, String> {
     }
 }
 
-/// The path on a `---`/`+++` line: `None` for `/dev/null`; git's `a/` `b/` prefix removed;
-/// `diff -u`'s tab-separated timestamp dropped.
-fn side(line: &str, prefix: &str, git: bool) -> Result<Option<PathBuf>, String> {
+/// The name on a `---`/`+++` line: `None` for `/dev/null`; `diff -u`'s tab-separated
+/// timestamp dropped, C-style quotes removed.
+fn side(line: &str, prefix: &str) -> Result<Option<String>, String> {
     let rest = line.trim_end_matches(['\n', '\r']).strip_prefix(prefix).ok_or("missing file header")?;
     let name = rest.split('\t').next().unwrap_or("").trim_end();
     let name = name.strip_prefix('"').and_then(|n| n.strip_suffix('"')).unwrap_or(name);
     if name.is_empty() {
         return Err(format!("empty file name after `{}`", prefix.trim()));
     }
-    if name == "/dev/null" {
-        return Ok(None);
-    }
-    let stripped = if git || name.starts_with("a/") || name.starts_with("b/") {
-        name.strip_prefix("a/").or_else(|| name.strip_prefix("b/")).unwrap_or(name)
-    } else {
-        name
+    Ok((name != "/dev/null").then(|| name.to_owned()))
+}
+
+/// Removes git's `a/` and `b/` prefixes: always in a `git diff`, and in a plain diff only when
+/// both sides carry them (so a source directory named `a` is not mangled).
+fn strip_prefixes(old: Option<String>, new: Option<String>, git: bool) -> (Option<PathBuf>, Option<PathBuf>) {
+    let git_style = git
+        || (old.as_deref().is_none_or(|o| o.starts_with("a/"))
+            && new.as_deref().is_none_or(|n| n.starts_with("b/"))
+            && (old.is_some() || new.is_some()));
+    let strip = |name: Option<String>, prefix: &str| {
+        name.map(|n| PathBuf::from(if git_style { n.strip_prefix(prefix).unwrap_or(&n) } else { &n }))
     };
-    Ok(Some(PathBuf::from(stripped)))
+    (strip(old, "a/"), strip(new, "b/"))
 }
 
 /// Applies one file patch's hunks to `base` (empty for a new file).

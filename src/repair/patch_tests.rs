@@ -126,3 +126,15 @@ fn never_panics_on_garbage() {
         }
     }
 }
+
+#[test]
+fn strips_a_and_b_only_when_both_sides_carry_them() {
+    let plain = "--- a/x.txt\t2026-12-05\n+++ a/x.txt\t2026-12-05\n@@ -1 +1 @@\n-1\n+2\n";
+    assert_eq!(parse(plain).unwrap()[0].path, PathBuf::from("a/x.txt"), "a directory named `a` is kept");
+    let styled = "--- a/x.txt\n+++ b/x.txt\n@@ -1 +1 @@\n-1\n+2\n";
+    assert_eq!(parse(styled).unwrap()[0].path, PathBuf::from("x.txt"));
+    let tree =
+        "diff -ruN old/svc/x new/svc/x\n--- old/svc/x\t2026-12-05\n+++ new/svc/x\t2026-12-05\n@@ -1 +1 @@\n-1\n+2\n";
+    let p = parse(tree).unwrap();
+    assert_eq!((p.len(), p[0].path.to_str(), &p[0].change), (1, Some("new/svc/x"), &Change::Modify));
+}

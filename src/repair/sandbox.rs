@@ -79,6 +79,8 @@ pub fn apply(dir: &Path, patches: &[FilePatch]) -> Result<Vec<Patched>, String> 
                 }
                 String::new()
             }
+            // `diff -N` writes a new file as a change from an empty one: apply it to nothing.
+            Change::Modify if !target.exists() => String::new(),
             Change::Modify | Change::Delete => read(&target)?,
             Change::Rename { from } => read(&dir.join(from))?,
         };
