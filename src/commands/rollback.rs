@@ -30,30 +30,45 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub async fn run(paths: &Paths, args: RollbackArgs) -> Result<u8> {
     let repair_paths = RepairPaths::new(&paths.root);
     let name = args.component.as_str();
-    let plan =
-        if args.config_only { Vec::new() } else { repair::rollback::plan(&repair_paths, name, args.patch.as_deref())? };
-    if let (Some(id), true) = (&args.patch, plan.is_empty()) {
-        return Err(Error::Usage(format!(
-            "{name} has no applied patch {id} to revert (see `razar quarantine show {name}` or logs/patch_history.jsonl)"
-        )));
-    }
     let backup = paths.join(roster_backup());
     let roster_snapshot = backup.exists();
+    let no_such_patch = |id: &str| {
+        Error::Usage(format!(
+            "{name} has no applied patch {id} to revert (see `razar quarantine show {name}` or logs/patch_history.jsonl)"
+        ))
+    };
     if args.dry_run {
+        let plan = if args.config_only {
+            Vec::new()
+        } else {
+            repair::rollback::plan(&repair_paths, name, args.patch.as_deref())?
+        };
+        if let (Some(id), true) = (&args.patch, plan.is_empty()) {
+            return Err(no_such_patch(id));
+        }
         report(&args, &plan, roster_snapshot, "dry run: nothing changed", true);
         return Ok(exit::SUCCESS);
     }
-    match repair::rollback::execute(&repair_paths, &plan, "operator") {
-        Ok(_) => {}
-        Err(PromoteError::Fs(e)) => return Err(e.into()),
-        Err(refusal) => {
-            let message = format!("rollback of {name} refused: {refusal}");
-            if args.json {
-                println!("{}", json!({"component": name, "refused": message}));
+    let plan = if args.config_only {
+        Vec::new()
+    } else {
+        match repair::rollback::execute(&repair_paths, name, args.patch.as_deref(), "operator") {
+            Ok(plan) => plan,
+            Err(PromoteError::Fs(e)) => return Err(e.into()),
+            Err(refusal) => {
+                let message = format!("rollback of {name} refused: {refusal}");
+                if args.json {
+                    println!("{}", json!({"component": name, "refused": message}));
+                }
+                eprintln!(
+                    "razar: {message}; edit the file back or revert by hand, then run `razar rollback {name}` again"
+                );
+                return Ok(exit::ROLLBACK_REFUSED);
             }
-            eprintln!("razar: {message}; edit the file back or revert by hand, then run `razar rollback {name}` again");
-            return Ok(exit::ROLLBACK_REFUSED);
         }
+    };
+    if let (Some(id), true) = (&args.patch, plan.is_empty()) {
+        return Err(no_such_patch(id));
     }
     for p in &plan {
         let mut rec = PatchLogRecord::event(name, &p.applied.patch_id, "revert", "operator", "reverted");

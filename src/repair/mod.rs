@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use history::FileRecord;
-pub use promote::{PromoteError, recover, revert};
+pub use promote::PromoteError;
 
 use crate::config::Component;
 use crate::fsutil::FsError;
@@ -52,12 +52,49 @@ impl RepairPaths {
     pub fn promotion(&self, patch_id: &str) -> PathBuf {
         self.promotions().join(format!("{patch_id}.json"))
     }
+    /// Held (an exclusive `flock`) while files of the tree are promoted, reverted or recovered,
+    /// so a rollback waits for a promotion in progress rather than interleaving with it.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join(".razar/repair.lock")
+    }
     pub fn history(&self) -> PathBuf {
         self.root.join("logs/patch_history.jsonl")
     }
     pub fn patch_log(&self) -> PathBuf {
         self.root.join("logs/razar_ai_patches.json")
     }
+}
+
+/// The repair lock, released when dropped.
+#[derive(Debug)]
+pub struct RepairLock(#[expect(dead_code, reason = "held for its lock only")] std::fs::File);
+
+/// Takes the repair lock of the root, waiting for another holder.
+pub fn lock(paths: &RepairPaths) -> Result<RepairLock, FsError> {
+    let path = paths.lock_file();
+    crate::fsutil::ensure_dir(path.parent().unwrap_or(&paths.root))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FsError::new("opening", &path, e))?;
+    file.lock().map_err(|e| FsError::new("locking", &path, e))?;
+    Ok(RepairLock(file))
+}
+
+/// Undoes whatever a crash interrupted (see [`promote`]); call it before the first change of a
+/// run. Returns the patch ids recovered.
+pub fn recover(paths: &RepairPaths) -> Result<Vec<String>, FsError> {
+    let _lock = lock(paths)?;
+    promote::recover(paths)
+}
+
+/// Restores one promoted patch's originals, refusing (changing nothing) when a file changed
+/// since razar wrote it; appends `reverted` with `why`.
+pub fn revert(paths: &RepairPaths, patch_id: &str, agent: &str, why: &str) -> Result<promote::Manifest, PromoteError> {
+    let _lock = lock(paths)?;
+    promote::revert(paths, patch_id, agent, why)
 }
 
 /// How a suggested patch ended.
@@ -160,7 +197,10 @@ pub fn verify_and_promote(root: &Path, req: &Request<'_>) -> Result<Outcome, FsE
             return rejected(reason);
         }
     }
-    let files = promote::promote(&paths, &id, &name, req.agent, req.summary, &patched)?;
+    let files = {
+        let _lock = lock(&paths)?;
+        promote::promote(&paths, &id, &name, req.agent, req.summary, &patched)?
+    };
     log("promotion", "applied", Some(req.summary.to_owned()), String::new())?;
     let _ = std::fs::remove_dir_all(&sandbox);
     Ok(Outcome::Promoted { patch_id: id, files })

@@ -41,7 +41,7 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum Action {
+pub(crate) enum Action {
     Promote,
     Revert,
 }
@@ -243,7 +243,8 @@ pub fn recover(paths: &RepairPaths) -> Result<Vec<String>, FsError> {
     Ok(recovered)
 }
 
-fn begin(paths: &RepairPaths, patch_id: &str, action: Action) -> Result<(), FsError> {
+/// Writes the journal of an operation on `patch_id` that is about to change files.
+pub(crate) fn begin(paths: &RepairPaths, patch_id: &str, action: Action) -> Result<(), FsError> {
     fsutil::ensure_private_dir(&paths.promotions())?;
     fsutil::write_json(&paths.promotion(patch_id), &Journal { version: 1, patch_id: patch_id.into(), action })
 }

@@ -44,9 +44,19 @@ pub fn check_chain(manifests: &[Manifest], current: &BTreeMap<String, Option<Str
     Ok(())
 }
 
-/// Reverts `plan` (newest first) after checking all of it; on a refusal nothing changed.
-pub fn execute(paths: &RepairPaths, plan: &[PatchState], agent: &str) -> Result<Vec<Manifest>, PromoteError> {
+/// Under the repair lock: recovers interrupted operations, then reverts the patches
+/// [`plan`] names (newest first) after checking all of them; on a refusal nothing changed.
+/// Returns what was reverted.
+pub fn execute(
+    paths: &RepairPaths,
+    component: &str,
+    patch: Option<&str>,
+    agent: &str,
+) -> Result<Vec<PatchState>, PromoteError> {
+    let _lock = super::lock(paths)?;
+    // Recovery first: it may itself revert a patch whose promotion was interrupted.
     promote::recover(paths)?;
+    let plan = plan(paths, component, patch)?;
     let manifests =
         plan.iter().map(|p| promote::manifest(paths, &p.applied.patch_id)).collect::<Result<Vec<_>, _>>()?;
     let mut current = BTreeMap::new();
@@ -57,7 +67,7 @@ pub fn execute(paths: &RepairPaths, plan: &[PatchState], agent: &str) -> Result<
     for m in &manifests {
         promote::revert(paths, &m.patch_id, agent, "razar rollback")?;
     }
-    Ok(manifests)
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -78,6 +88,24 @@ mod tests {
                 sha256_after: after.map(Into::into),
             }],
         }
+    }
+
+    #[test]
+    fn a_patch_whose_promotion_was_interrupted_after_applied_is_recovered_not_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let paths = RepairPaths::new(d.path());
+        std::fs::create_dir_all(d.path().join("svc")).unwrap();
+        std::fs::write(d.path().join("svc/a"), "old\n").unwrap();
+        let patched = [crate::repair::sandbox::Patched { rel: "svc/a".into(), after: Some(b"new\n".to_vec()) }];
+        promote::promote(&paths, "p1", "api", "glm", "", &patched).unwrap();
+        // A crash between the `applied` record and the journal's removal.
+        promote::begin(&paths, "p1", promote::Action::Promote).unwrap();
+        assert_eq!(plan(&paths, "api", None).unwrap().len(), 1);
+        let reverted = execute(&paths, "api", None, "operator").unwrap();
+        assert!(reverted.is_empty(), "recovery already reverted it");
+        assert_eq!(std::fs::read_to_string(d.path().join("svc/a")).unwrap(), "old\n");
+        let statuses: Vec<_> = history::read_history(&paths.history()).unwrap().into_iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [history::Status::Applied, history::Status::Reverted]);
     }
 
     #[test]
