@@ -6,7 +6,7 @@
 //!   promote under a journal → `applied`. Returns an [`Outcome`]; a rejected or failing patch
 //!   changes nothing outside `.razar/sandbox/` and the two logs.
 //! - [`revert`]: restore one patch's originals (refusing when a file changed since), `reverted`.
-//! - [`recover`]: undo whatever a crash interrupted; call it before the first change of a run.
+//! - [`recover`]: undo whatever a crash interrupted; `razar boot` calls it before launching.
 //! - [`rollback::plan`]: a component's applied patches, newest first, for `razar rollback`.
 //!
 //! Files (relative to the root): `.razar/sandbox/<patch_id>/` (0700), `.razar/backups/<patch_id>/`

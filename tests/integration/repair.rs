@@ -114,14 +114,14 @@ fn rollback_after_a_hand_edit_refuses_and_changes_nothing() {
 
 /// Runs in a child process of `killed_mid_promotion_…`: promotes THREE slowly until killed.
 #[test]
-#[ignore = "run as a child process by killed_mid_promotion_then_rollback_restores_the_originals"]
+#[ignore = "run as a child process by killed_mid_promotion_then_boot_recovers_and_rollback_restores_the_originals"]
 fn promote_slowly_in_child() {
     let Some(root) = std::env::var_os("RAZAR_TEST_REPAIR_ROOT") else { return };
     promote(Path::new(&root), THREE);
 }
 
 #[test]
-fn killed_mid_promotion_then_rollback_restores_the_originals() {
+fn killed_mid_promotion_then_boot_recovers_and_rollback_restores_the_originals() {
     let r = setup();
     assert!(matches!(promote(r.root(), FIX), Outcome::Promoted { .. }));
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -139,8 +139,11 @@ fn killed_mid_promotion_then_rollback_restores_the_originals() {
     let files = || ["a", "b", "c"].map(|f| r.read(&format!("svc/{f}.txt")));
     assert_eq!(files(), ["new a\n", "old b\n", "old c\n"], "killed in the middle");
 
-    let recovered = repair::recover(&repair::RepairPaths::new(r.root())).unwrap();
-    assert_eq!(recovered.len(), 1);
+    // The next boot recovers before it launches anything.
+    let boot = r.run(&["boot", "--no-metrics"]);
+    boot.expect_code(0);
+    assert!(boot.stderr.contains("restored the original files of interrupted patch"), "{}", boot.stderr);
+    assert!(!r.path(".razar/promotions").read_dir().unwrap().any(|_| true), "the journal is replayed and gone");
     let after = files();
     assert!(
         after == ["old a\n", "old b\n", "old c\n"] || after == ["new a\n", "new b\n", "new c\n"],
