@@ -135,7 +135,10 @@ pub fn run_tests(
     TestVerdict::Passed
 }
 
-/// `Ok(None)` when the test passed, `Ok(Some(reason))` when it failed or timed out.
+/// `Ok(None)` when the test passed, `Ok(Some(reason))` when it failed or timed out. Output
+/// (stdout and stderr interleaved) is read through a pipe keeping only its last
+/// [`MAX_OUTPUT_BYTES`], written to `log` at the end: a test that floods its output cannot
+/// fill the disk.
 fn run_one(
     test: &Command,
     cwd: &Path,
@@ -144,16 +147,19 @@ fn run_one(
     log: &Path,
 ) -> std::io::Result<Option<String>> {
     let argv = test.argv();
-    let out = fs::File::create(log)?;
+    let (reader, writer) = std::io::pipe()?;
     let mut cmd = std::process::Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
+        .stdout(writer.try_clone()?)
+        .stderr(writer)
         .process_group(0);
     let mut child = cmd.spawn()?;
+    // The parent's copies of the write end are gone with `cmd`: EOF comes when the group is.
+    drop(cmd);
+    let drain = std::thread::spawn(move || keep_tail(reader));
     let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -162,13 +168,40 @@ fn run_one(
         status
     });
     let timed_out = rx.recv_timeout(timeout).is_err();
-    // Kill the whole group either way: a test's background helpers must not outlive it.
+    // Kill the whole group either way: a test's background helpers must not outlive it (and
+    // must not hold the pipe open).
     let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
     let status = waiter.join().map_err(|_| std::io::Error::other("test waiter panicked"))??;
+    let output = drain.join().map_err(|_| std::io::Error::other("test output reader panicked"))?;
+    fs::write(log, &output)?;
     if timed_out {
         return Ok(Some(format!("`{test}` timed out after {}s and was killed", timeout.as_secs_f64())));
     }
     Ok((!status.success()).then(|| format!("`{test}` failed ({status})")))
+}
+
+/// Reads `from` to its end, keeping the last [`MAX_OUTPUT_BYTES`].
+fn keep_tail(mut from: impl Read) -> Vec<u8> {
+    let cap = MAX_OUTPUT_BYTES as usize;
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * cap {
+                    kept.drain(..kept.len() - cap);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    if kept.len() > cap {
+        kept.drain(..kept.len() - cap);
+    }
+    kept
 }
 
 /// The last [`MAX_OUTPUT_BYTES`] of `log`, lossily decoded.
@@ -210,6 +243,20 @@ mod tests {
             TestVerdict::Failed { output } => assert!(output.contains("checking"), "{output}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_flood_of_output_keeps_only_its_end() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("t.log");
+        let test = Command::Shell("yes flood | head -c 3000000; echo THE-END; exit 1".into());
+        match run_tests(&[test], d.path(), &[], Duration::from_secs(30), &log) {
+            TestVerdict::Failed { output } => {
+                assert!(output.trim_end().ends_with("THE-END"), "{}", &output[output.len() - 100..])
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(fs::metadata(&log).unwrap().len(), MAX_OUTPUT_BYTES);
     }
 
     #[test]
