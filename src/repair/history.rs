@@ -116,11 +116,11 @@ pub fn describe(states: &[PatchState], limit: usize) -> Vec<String> {
                 if a.summary.is_empty() { "no summary".to_owned() } else { crate::text::one_line(&a.summary, 80) };
             format!(
                 "{}  {}  {}  by {}  {}  {}  ({})",
-                a.component,
-                a.patch_id,
+                crate::text::one_line(&a.component, 60),
+                crate::text::one_line(&a.patch_id, 60),
                 if p.reverted { "reverted" } else { "applied" },
                 crate::text::one_line(&a.agent, 40),
-                a.timestamp_iso,
+                crate::text::one_line(&a.timestamp_iso, 40),
                 summary,
                 crate::text::one_line(&files.join(", "), 120)
             )
