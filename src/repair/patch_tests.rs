@@ -138,3 +138,12 @@ fn strips_a_and_b_only_when_both_sides_carry_them() {
     let p = parse(tree).unwrap();
     assert_eq!((p.len(), p[0].path.to_str(), &p[0].change), (1, Some("new/svc/x"), &Change::Modify));
 }
+
+#[test]
+fn keeps_the_no_newline_at_end_of_file_marker() {
+    let p = parse(
+        "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n\\ No newline at end of file\n+new\n\\ No newline at end of file\n",
+    )
+    .unwrap();
+    assert_eq!(apply(&p[0], "old").unwrap(), "new");
+}
