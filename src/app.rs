@@ -72,6 +72,7 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Restart(args) => commands::operate::run(&paths, Verb::Restart, args).await,
         Command::Stop(args) => commands::operate::run(&paths, Verb::Stop, args).await,
         Command::Start(args) => commands::operate::run(&paths, Verb::Start, args).await,
+        Command::Rollback(args) => commands::rollback::run(&paths, args).await,
     }
 }
 

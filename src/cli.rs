@@ -72,6 +72,33 @@ pub enum Command {
     /// Start stopped, failed or blocked components of the running boot.
     #[command(after_help = OPERATE_EXIT_CODES)]
     Start(OperateArgs),
+    /// Undo the repair pipeline's patches of a component (newest first) and restore the roster
+    /// snapshot; refuses, changing nothing, when a file changed since razar wrote it.
+    #[command(after_help = ROLLBACK_EXIT_CODES)]
+    Rollback(RollbackArgs),
+}
+
+const ROLLBACK_EXIT_CODES: &str = "Exit codes: 0 done (also: nothing to revert); 2 --patch names no \
+                                   applied patch of the component; 10 refused: a file changed since \
+                                   razar wrote it or a backup is missing (nothing changed). See docs/repair.md.";
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The component whose patches to revert.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    /// Only restore config/razar_ai_agents.json from config/razar_ai_agents.bak.
+    #[arg(long, conflicts_with = "patch")]
+    pub config_only: bool,
+    /// Revert only this patch (its id from `razar status` or logs/patch_history.jsonl).
+    #[arg(long, value_name = "ID")]
+    pub patch: Option<String>,
+    /// List what would be reverted and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 const OPERATE_EXIT_CODES: &str = "Exit codes: 0 every request accepted (with --wait: every component \

@@ -16,6 +16,9 @@ pub const CAPABILITY_MISSING: u8 = 5;
 pub const NOT_READY: u8 = 6;
 /// `razar restart|stop|start`: no boot is running on this root to act on.
 pub const NO_BOOT: u8 = 7;
+/// `razar rollback` refused: a file changed since razar wrote it, or a backup is missing.
+/// Nothing was changed.
+pub const ROLLBACK_REFUSED: u8 = 10;
 /// Internal error: an I/O failure or a bug. The message says what.
 pub const INTERNAL: u8 = 70;
 /// The terminal hung up (SIGHUP, 128 + 1); the stack was stopped in order.
@@ -35,6 +38,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (CAPABILITY_MISSING, "a required Crown capability is missing"),
     (NOT_READY, "--wait / --wait-ready gave up: failed, stopped or timed out"),
     (NO_BOOT, "restart/stop/start: no boot is running on this root"),
+    (ROLLBACK_REFUSED, "rollback refused: a file changed since razar wrote it (nothing changed)"),
     (INTERNAL, "internal error (I/O failure or bug)"),
     (SIGHUP, "terminal hung up (SIGHUP); stack stopped"),
     (SIGINT, "interrupted by SIGINT; stack stopped"),

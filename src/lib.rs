@@ -45,6 +45,7 @@ pub mod paths;
 pub mod probe;
 pub mod progress;
 pub mod quarantine;
+pub mod repair;
 pub mod roster;
 pub mod schema;
 pub mod sequencer;

@@ -131,6 +131,11 @@ async fn prepare(
         tracing::warn!("stopped {} component(s) left running by a previous boot: {}", reaped.len(), reaped.join(", "));
     }
     leftovers::reset(&paths.launch_journal())?;
+    // A promotion or revert a crash interrupted is undone before anything launches.
+    let recovered = crate::repair::recover(&crate::repair::RepairPaths::new(&paths.root))?;
+    if !recovered.is_empty() {
+        tracing::warn!("restored the original files of interrupted patch operation(s): {}", recovered.join(", "));
+    }
     let launch_journal = crate::fsutil::Appender::new(paths.launch_journal());
     for a in &adopted {
         let l =

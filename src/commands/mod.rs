@@ -9,6 +9,7 @@ pub mod handshake;
 pub mod man;
 pub mod operate;
 pub mod quarantine;
+pub mod rollback;
 pub mod schema;
 pub mod status;
 pub mod validate;

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::exit;
 use crate::paths::Paths;
 use crate::quarantine::{Entry, Ledger, LedgerError, Source};
+use crate::repair;
 use crate::sequencer::history::History;
 use crate::text::one_line;
 
@@ -30,7 +31,7 @@ pub async fn run(paths: &Paths, args: QuarantineArgs) -> Result<u8> {
     let ledger = Ledger::new(paths);
     let change = match args.command {
         QuarantineCommand::List(a) => return list(&ledger, a.json),
-        QuarantineCommand::Show(a) => return show(&ledger, &a),
+        QuarantineCommand::Show(a) => return show(paths, &ledger, &a),
         QuarantineCommand::Add(a) => add(paths, &ledger, &a)?,
         QuarantineCommand::Release(a) => release(paths, &ledger, &a)?,
     };
@@ -108,7 +109,7 @@ fn list(ledger: &Ledger, json: bool) -> Result<u8> {
     Ok(exit::SUCCESS)
 }
 
-fn show(ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
+fn show(paths: &Paths, ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
     let name = component_name(&args.component)?;
     let found = match ledger.get(&name) {
         Ok(found) => found,
@@ -144,6 +145,14 @@ fn show(ledger: &Ledger, args: &QuarantineShowArgs) -> Result<u8> {
     }
     if !entry.depends_on.is_empty() {
         crate::outln!("depends on:      {}", entry.depends_on.join(", "));
+    }
+    let history = repair::history::read_history(&repair::RepairPaths::new(&paths.root).history())?;
+    let lines = repair::history::describe(&repair::history::patches(&history, Some(name.as_str())), 20);
+    if !lines.is_empty() {
+        crate::outln!("patch history (undo with `razar rollback {name}`):");
+        for line in lines {
+            crate::outln!("  {line}");
+        }
     }
     Ok(exit::SUCCESS)
 }

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::exit;
 use crate::fsutil::FsError;
 use crate::paths::Paths;
+use crate::repair;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentState, ComponentStatus as S, Output, Phase, ProbeState, StateFile};
 use crate::text::one_line;
@@ -57,7 +58,7 @@ pub async fn run(paths: &Paths, args: StatusArgs) -> Result<u8> {
     if let Some(note) = source_note(paths, snapshot.source) {
         crate::errln!("razar: {note}");
     }
-    write_stdout(&frame(&snapshot, args.json, false)?)?;
+    write_stdout(&frame(paths, &snapshot, args.json, false)?)?;
     Ok(exit::SUCCESS)
 }
 
@@ -154,7 +155,7 @@ async fn watch(paths: &Paths, json: bool) -> Result<u8> {
                 None => {}
             }
         }
-        let mut text = frame(&snapshot, json, true)?;
+        let mut text = frame(paths, &snapshot, json, true)?;
         if redraw {
             text.insert_str(0, "\x1b[2J\x1b[H");
         } else if was_live.is_some() && !json {
@@ -201,12 +202,12 @@ async fn wait_ready(paths: &Paths, limit: Duration, json: bool) -> Result<u8> {
                 seen = Some(id.clone());
                 match snapshot.state.phase {
                     Some(Phase::Ready) => {
-                        write_stdout(&frame(&snapshot, json, false)?)?;
+                        write_stdout(&frame(paths, &snapshot, json, false)?)?;
                         crate::errln!("razar: boot {} is ready", show_id(&id));
                         return Ok(exit::SUCCESS);
                     }
                     Some(phase @ (Phase::Stopping | Phase::Stopped | Phase::Halted)) => {
-                        write_stdout(&frame(&snapshot, json, false)?)?;
+                        write_stdout(&frame(paths, &snapshot, json, false)?)?;
                         crate::errln!(
                             "razar: boot {} is {}: it will not become ready",
                             show_id(&id),
@@ -220,7 +221,7 @@ async fn wait_ready(paths: &Paths, limit: Duration, json: bool) -> Result<u8> {
             Err(ClientError::NotRunning) => {
                 if let Some((snapshot, why)) = ended_boot(paths, earlier_boot.as_deref(), seen.as_ref()) {
                     if let Some(snapshot) = snapshot {
-                        write_stdout(&frame(&snapshot, json, false)?)?;
+                        write_stdout(&frame(paths, &snapshot, json, false)?)?;
                     }
                     crate::errln!("razar: {why}");
                     return Ok(exit::NOT_READY);
@@ -289,12 +290,27 @@ fn ended_boot(
 }
 
 /// One frame of output: the table, or the raw state as JSON (`compact`: one line).
-fn frame(snapshot: &Snapshot, json: bool, compact: bool) -> Result<String> {
+fn frame(paths: &Paths, snapshot: &Snapshot, json: bool, compact: bool) -> Result<String> {
     if !json {
-        return Ok(render(&snapshot.state, &Local));
+        return Ok(render(&snapshot.state, &Local) + &patches_section(paths));
     }
     let text = if compact { serde_json::to_string(&snapshot.raw) } else { serde_json::to_string_pretty(&snapshot.raw) };
     text.map(|t| t + "\n").map_err(|e| Error::Internal(format!("serializing the state: {e}")))
+}
+
+/// The repair pipeline's latest patches under the table, so on-call sees what changed before
+/// rolling back. Empty when there are none (or the history cannot be read: status still works).
+fn patches_section(paths: &Paths) -> String {
+    let history = repair::history::read_history(&repair::RepairPaths::new(&paths.root).history()).unwrap_or_default();
+    let lines = repair::history::describe(&repair::history::patches(&history, None), 10);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("patches (undo with `razar rollback COMPONENT`):\n");
+    for line in lines {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
 }
 
 fn write_stdout(text: &str) -> Result<()> {

@@ -16,5 +16,6 @@ mod layers;
 mod metrics;
 mod operate;
 mod quarantine;
+mod repair;
 mod status;
 mod supervise;
