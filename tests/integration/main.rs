@@ -11,6 +11,7 @@ mod boot;
 mod config;
 mod crown;
 mod crown_state;
+mod faults;
 mod layers;
 mod metrics;
 mod operate;

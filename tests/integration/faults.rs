@@ -1,0 +1,84 @@
+//! Faults around supervision through the real binary: hostile probe targets, stale records,
+//! long root paths, a launcher that leaves children behind.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+
+use crate::harness::{Razar, wait_until};
+
+/// Peak resident memory of a process in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A loopback HTTP server answering every request with 200 and a body that never ends.
+/// Returns its address and a counter of bytes it managed to send.
+fn endless_http_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n");
+                let chunk = vec![b'x'; 256 * 1024];
+                while s.write_all(&chunk).is_ok() {
+                    counter.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (addr, sent)
+}
+
+#[test]
+fn an_http_probe_against_an_endless_body_completes_and_razars_memory_stays_bounded() {
+    let (addr, _sent) = endless_http_server();
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "stream", "command": "exec sleep 60",
+         "health_check": {"http": format!("http://{addr}/"), "body": "never-there", "timeout": "3s",
+                          "start_interval": "100ms", "period": "200ms"},
+         "ready_timeout": "4s", "restart": {"policy": "never"}}
+    ]}));
+    let boot = r.spawn(&["boot", "--retries", "0"]);
+    let pid = boot.id();
+    // Every probe attempt must end on the cap, not on its 3 s timeout.
+    let results = wait_until("three probe results", Duration::from_secs(30), || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.path("logs/razar_state.json")).ok()?).ok()?;
+        let out = s["components"][0]["probe"]["last_output"].as_str()?.to_owned();
+        out.contains("lack").then_some(out)
+    });
+    assert!(results.contains("first 64 KiB of the body lack \"never-there\""), "{results}");
+    let peak = peak_rss_kib(pid);
+    let started = Instant::now();
+    let run = wait_output(boot);
+    eprintln!("peak RSS while probing: {peak} KiB; halted {:?} later", started.elapsed());
+    assert!(peak < 200 * 1024, "razar peaked at {peak} KiB while probing an endless body");
+    assert!(!run.contains("timed out after 3s"), "a probe ran into its timeout instead of the cap: {run}");
+}
+
+/// Waits (bounded) for a spawned razar to finish and returns its stderr.
+fn wait_output(mut child: std::process::Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
