@@ -82,3 +82,34 @@ fn wait_output(mut child: std::process::Child) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+#[test]
+fn a_root_with_a_150_character_path_boots_and_status_answers_live() {
+    let r = Razar::with_root_len(150);
+    assert!(r.path(".razar/control.sock").as_os_str().len() > 108, "the socket path must exceed sun_path");
+    r.config(json!({"components": [
+        {"name": "svc", "command": "echo ready; exec sleep 60", "health_check": {"log": "ready"}}
+    ]}));
+    let mut boot = r.spawn(&["boot"]);
+    let out = r.run(&["status", "--wait-ready", "--timeout", "30"]);
+    out.expect_code(0);
+    let out = r.run(&["status", "--json"]);
+    out.expect_code(0);
+    assert!(out.stderr.is_empty(), "a live status says nothing on stderr: {}", out.stderr);
+    let state: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(state["phase"], "ready");
+    assert!(r.path(".razar/control.sock").exists(), "the socket is at its long path");
+    // `quarantine` reaches the live boot through the same client.
+    let q = r.run(&["quarantine", "add", "svc", "--reason", "maintenance"]);
+    q.expect_code(0);
+    assert!(q.stderr.contains("running boot notified"), "{}", q.stderr);
+    wait_until("svc to be stopped as quarantined", Duration::from_secs(20), || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.path("logs/razar_state.json")).ok()?).ok()?;
+        (s["components"][0]["state"] == "quarantined").then_some(())
+    });
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGTERM).unwrap();
+    let code = boot.wait().unwrap().code();
+    assert_eq!(code, Some(143));
+    assert!(!r.path(".razar/control.sock").exists(), "the boot removes its socket at exit");
+}
