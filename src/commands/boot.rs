@@ -66,6 +66,8 @@ struct Prepared {
 }
 
 struct Guards {
+    // First: the launcher's group is stopped while the root's lock is still held.
+    _launcher: crown::launcher::LauncherGroup,
     _lock: BootLock,
     _exporter: Option<AbortOnDrop<()>>,
     _control: SocketGuard,
@@ -182,6 +184,9 @@ async fn prepare(
             return Err(e.into());
         }
     };
+    // A model server the launcher left running is stopped when the boot ends, however it ends.
+    let launcher_group =
+        crown::launcher::LauncherGroup::new(outcome.model_launch.as_ref().and_then(|r| r.left_running));
     metrics.crown_handshake(if outcome.offline { HandshakeResult::Offline } else { HandshakeResult::Acknowledged });
     if args.handshake_only {
         // Recorded before the capability gate, so a CI job that fails on it can read why.
@@ -198,6 +203,7 @@ async fn prepare(
         }
         println!("acknowledgement: {}", outcome.acknowledgement);
         println!("capabilities: {}", outcome.capabilities.join(", "));
+        launcher_group.release();
         return Ok(None);
     }
     // An adopted component the Crown put in downtime is stopped like any other leftover.
@@ -275,7 +281,10 @@ async fn prepare(
         }
     }
 
-    Ok(Some(Prepared { dispatcher, guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard } }))
+    Ok(Some(Prepared {
+        dispatcher,
+        guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard, _launcher: launcher_group },
+    }))
 }
 
 /// The label values of the stack's series: components with their probe kinds, and agents.

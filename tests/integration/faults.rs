@@ -113,3 +113,53 @@ fn a_root_with_a_150_character_path_boots_and_status_answers_live() {
     assert_eq!(code, Some(143));
     assert!(!r.path(".razar/control.sock").exists(), "the boot removes its socket at exit");
 }
+
+/// A root whose Crown answers without GLM-4.1V, so `launch_glm.sh` (with `body`) runs, and one
+/// long-running component.
+fn root_with_launcher(crown: &crate::crown::Crown, body: &str) -> Razar {
+    let r = Razar::new();
+    r.config(json!({
+        "components": [{"name": "svc", "command": "echo ready; exec sleep 60", "health_check": {"log": "ready"}}],
+        "crown": {"url": crown.url(), "model_launcher": "launch_glm.sh"},
+    }));
+    crate::crown::launcher(&r, body);
+    r
+}
+
+fn pid_in(r: &Razar, file: &str) -> u32 {
+    wait_until(file, Duration::from_secs(20), || std::fs::read_to_string(r.path(file)).ok()?.trim().parse().ok())
+}
+
+fn gone(pid: u32) -> bool {
+    !razar::supervise::procfs::alive(pid)
+}
+
+#[test]
+fn sigterm_while_the_model_launcher_runs_stops_its_background_child_too() {
+    let crown = crate::crown::Crown::reply(json!({"ack": "ok", "capabilities": ["code-review"]}));
+    // A slow launcher: it starts a helper in the background, then keeps working.
+    let r = root_with_launcher(&crown, "sleep 60 & echo $! > bg.pid; sleep 60");
+    let boot = r.spawn(&["boot"]);
+    let bg = pid_in(&r, "bg.pid");
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGTERM).unwrap();
+    wait_output(boot);
+    wait_until("the launcher's background child to stop", Duration::from_secs(5), || gone(bg).then_some(()));
+}
+
+#[test]
+fn a_model_server_left_by_the_launcher_is_stopped_at_shutdown_with_its_own_children() {
+    let crown = crate::crown::Crown::reply(json!({"ack": "ok", "capabilities": ["code-review"]}));
+    // The launcher exits at once, leaving a "server" that has a child of its own.
+    let r = root_with_launcher(&crown, "sh -c 'sleep 60 & echo $! > worker.pid; sleep 60' & echo $! > server.pid");
+    let boot = r.spawn(&["boot"]);
+    let (server, worker) = (pid_in(&r, "server.pid"), pid_in(&r, "worker.pid"));
+    wait_until("ready", Duration::from_secs(30), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    assert!(!gone(server) && !gone(worker), "the model server runs while the boot does");
+    let launch = r.jsonl("logs/razar.log").into_iter().find(|e| e["event"] == "model_launch").unwrap();
+    assert_eq!(launch["status"], "launched");
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGTERM).unwrap();
+    wait_output(boot);
+    wait_until("the model server and its child to stop", Duration::from_secs(5), || {
+        (gone(server) && gone(worker)).then_some(())
+    });
+}
