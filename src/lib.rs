@@ -23,6 +23,7 @@ pub mod paths;
 pub mod probe;
 pub mod progress;
 pub mod quarantine;
+pub mod redact;
 pub mod roster;
 pub mod schema;
 pub mod sequencer;

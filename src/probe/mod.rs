@@ -154,7 +154,8 @@ async fn http_get(
     };
     match timeout(limit, request).await {
         Err(_) => (false, format!("timed out after {limit:?}")),
-        Ok(Err(e)) => (false, describe_reqwest(&e)),
+        // reqwest's errors may quote the URL, userinfo and query included.
+        Ok(Err(e)) => (false, crate::redact::url_in(&describe_reqwest(&e), url)),
         Ok(Ok((status, found))) => {
             if !(lo..=hi).contains(&status) {
                 (false, format!("HTTP {status} (want {lo}-{hi})"))

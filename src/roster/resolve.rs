@@ -246,9 +246,13 @@ fn resolve_endpoint(
         }
         Some(p) => p,
     };
-    let text = match given {
+    // A URL built from `${VAR}` is shown as written: the expanded value never is.
+    let (text, written) = match given {
         Some(g) => match expand::expand(g, env) {
-            Ok(e) => e.value,
+            Ok(e) => {
+                let written = (!e.variables.is_empty()).then(|| g.trim().to_owned());
+                (e.value, written)
+            }
             Err(problems) => {
                 for p in problems {
                     push("endpoint", describe_expand(&p, agent, "set it or write the URL", false));
@@ -257,7 +261,7 @@ fn resolve_endpoint(
             }
         },
         None if protocol == Protocol::Kimicho => match env.var(KIMICHO_URL_VAR).filter(|v| !v.trim().is_empty()) {
-            Some(v) => v,
+            Some(v) => (v, Some(format!("${{{KIMICHO_URL_VAR}}}"))),
             None => {
                 push("endpoint", format!("missing: give the agent's URL or set {KIMICHO_URL_VAR}"));
                 return None;
@@ -269,7 +273,7 @@ fn resolve_endpoint(
             return None;
         }
     };
-    match check_url(text.trim(), protocol, allow_insecure) {
+    match check_url(text.trim(), written.as_deref(), protocol, allow_insecure) {
         Ok(e) => Some(e),
         Err(message) => {
             push("endpoint", message);
@@ -279,26 +283,32 @@ fn resolve_endpoint(
 }
 
 /// Checks an agent URL: `https://` (`wss://` for crown) anywhere, `http://` (`ws://`) on
-/// loopback only unless `allow_insecure` (DESIGN §12).
-fn check_url(text: &str, protocol: Protocol, allow_insecure: bool) -> Result<Endpoint, String> {
+/// loopback only unless `allow_insecure` (DESIGN §12). `written`: the roster's text when the URL
+/// was built from `${VAR}`, the only form messages may show then (with what was wrong, never
+/// the expanded parts).
+fn check_url(text: &str, written: Option<&str>, protocol: Protocol, allow_insecure: bool) -> Result<Endpoint, String> {
     let (secure, plain) = if protocol == Protocol::Crown { ("wss", "ws") } else { ("https", "http") };
-    let shown = redact_url_text(text);
-    let url = reqwest::Url::parse(text)
-        .map_err(|e| format!("{shown:?} is not a URL ({e}); write {secure}://host[:port]/path"))?;
+    let shown = match written {
+        Some(w) => format!("{:?} (after expansion)", redact_url_text(w)),
+        None => format!("{:?}", redact_url_text(text)),
+    };
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        // The parser's reason names no part of the text (e.g. "invalid port number").
+        format!("{shown} is not a URL ({e}); write {secure}://host[:port]/path")
+    })?;
     if url.scheme() != secure && url.scheme() != plain {
+        let scheme = if written.is_some() { "another".to_owned() } else { format!("a {}://", url.scheme()) };
         return Err(format!(
-            "{shown:?} is a {}:// URL; protocol {protocol} needs {secure}:// (or {plain}:// on loopback)",
-            url.scheme()
+            "{shown} is {scheme} URL; protocol {protocol} needs {secure}:// (or {plain}:// on loopback)"
         ));
     }
-    let endpoint = Endpoint(url);
+    let endpoint = Endpoint::new(url, written);
     if endpoint.url().host_str().is_none_or(str::is_empty) {
-        return Err(format!("{shown:?} has no host"));
+        return Err(format!("{shown} has no host"));
     }
     if endpoint.url().scheme() == plain && !allow_insecure && !endpoint.is_loopback() {
         return Err(format!(
-            "{:?} is plain {plain}:// to a non-loopback host; use {secure}:// or set `allow_insecure: true` on the agent",
-            endpoint.display()
+            "{shown} is plain {plain}:// to a non-loopback host; use {secure}:// or set `allow_insecure: true` on the agent"
         ));
     }
     Ok(endpoint)
@@ -430,7 +440,8 @@ mod tests {
         let r = load(&file, &MapEnv::of(&env)).unwrap();
         assert!(r.is_valid(), "{:?}", problems(&r));
         assert_eq!(r.agents[4].protocol, Some(Protocol::VllmCompletions));
-        assert_eq!(r.agents[2].endpoint.as_ref().unwrap().display(), "https://kimi.example/v1");
+        assert_eq!(r.agents[2].endpoint.as_ref().unwrap().display(), "${KIMI2_ENDPOINT}");
+        assert_eq!(r.agents[2].endpoint.as_ref().unwrap().url().as_str(), "https://kimi.example/v1");
     }
 
     #[test]
@@ -526,7 +537,7 @@ mod tests {
         );
         let got = problems(&r);
         assert_eq!(got.len(), 2, "{got:?}");
-        assert!(got[0].starts_with("agents[1].endpoint: \"ws://crown.example:8765/\" is plain ws://"), "{got:?}");
+        assert!(got[0].starts_with("agents[1].endpoint: \"ws://crown.example:8765\" is plain ws://"), "{got:?}");
         assert!(got[1].starts_with("agents[3].endpoint: \"https://crown.example\" is a https:// URL"), "{got:?}");
         assert!(matches!(r.agents[0].credential, Ok(None)), "crown needs no credential");
         assert!(r.agents[2].is_usable() && r.agents[2].endpoint.is_none());
@@ -544,7 +555,9 @@ mod tests {
             json!({"agents": [agent(json!({"endpoint": "https://${API_HOST}/v1"}))]}),
             &[("DEMO_SECRET", "s"), ("API_HOST", "api.example")],
         );
-        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().display(), "https://api.example/v1");
+        // Shown as written: an expanded variable never reaches a message or a table.
+        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().display(), "https://${API_HOST}/v1");
+        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().url().as_str(), "https://api.example/v1");
     }
 
     #[test]
@@ -651,7 +664,8 @@ mod tests {
             json!({"agents": [{"name": "kimicho", "auth": {"type": "bearer", "token": "${T}"}}]}),
             &[("T", "t"), ("KIMI_K2_URL", "https://k2.example/")],
         );
-        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().display(), "https://k2.example/");
+        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().display(), "${KIMI_K2_URL}");
+        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().url().as_str(), "https://k2.example/");
         let r = roster(
             json!({"agents": [{"name": "kimicho", "auth": {"type": "bearer", "token": "${T}"}}]}),
             &[("T", "t")],
@@ -661,10 +675,32 @@ mod tests {
 
     #[test]
     fn unparseable_urls_are_shown_without_secrets() {
-        assert_eq!(redact_url_text("https://u:p@h:1/x?k=s#f"), "https://h:1/x");
-        assert_eq!(redact_url_text("u:p@h/x?k=s"), "h/x");
-        let err = check_url("https://u:p@ bad host/?key=s3cret", Protocol::PatchService, false).unwrap_err();
+        assert_eq!(redact_url_text("https://u:p@h:1/x?k=s#f"), "https://***@h:1/x?…");
+        assert_eq!(redact_url_text("u:p@h/x?k=s"), "***@h/x?…");
+        let err = check_url("https://u:p@ bad host/?key=s3cret", None, Protocol::PatchService, false).unwrap_err();
         assert!(!err.contains("s3cret") && !err.contains("u:p"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_endpoint_built_from_a_variable_never_shows_its_value() {
+        for value in
+            ["ftp://canary-host/x", "https://canary-host:99999/x", "http://canary-host.example/x", "canary-plain"]
+        {
+            let r = roster(
+                json!({"agents": [agent(json!({"endpoint": "${AGENT_URL}"}))]}),
+                &[("DEMO_SECRET", "s"), ("AGENT_URL", value)],
+            );
+            let got = problems(&r);
+            assert_eq!(got.len(), 1, "{value}: {got:?}");
+            assert!(got[0].starts_with("agents[0].endpoint: \"${AGENT_URL}\" (after expansion)"), "{got:?}");
+            assert!(!got[0].to_lowercase().contains("canary"), "{value} leaked: {got:?}");
+        }
+        let r = roster(
+            json!({"agents": [agent(json!({"endpoint": "https://${AGENT_HOST}/v1"}))]}),
+            &[("DEMO_SECRET", "s"), ("AGENT_HOST", "canary-host.example")],
+        );
+        assert_eq!(r.agents[0].endpoint.as_ref().unwrap().display(), "https://${AGENT_HOST}/v1");
+        assert!(!format!("{r:?}").contains("canary"));
     }
 
     #[test]

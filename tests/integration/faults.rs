@@ -163,3 +163,77 @@ fn a_model_server_left_by_the_launcher_is_stopped_at_shutdown_with_its_own_child
         (gone(server) && gone(worker)).then_some(())
     });
 }
+
+/// Every file under the root that razar wrote (the operator's `config/` excluded), with the
+/// captured output, must be free of `needle` (case-insensitive: URL parsers lowercase hosts).
+#[track_caller]
+fn assert_nowhere(r: &Razar, outputs: &[&crate::harness::Run], needle: &str) {
+    let needle = needle.to_lowercase();
+    for run in outputs {
+        assert!(!run.stdout.to_lowercase().contains(&needle), "stdout leaks {needle}:\n{}", run.stdout);
+        assert!(!run.stderr.to_lowercase().contains(&needle), "stderr leaks {needle}:\n{}", run.stderr);
+    }
+    for (path, bytes) in r.snapshot("") {
+        if path.starts_with(r.path("config")) {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        assert!(!text.contains(&needle), "{} leaks {needle}", path.display());
+    }
+}
+
+#[test]
+fn crown_urls_with_credentials_are_redacted_in_every_message_and_file() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cases = [
+        // Refused by the config check (plain ws:// off loopback).
+        ("ws://canaryuser:canarypw@crown.example:9/x?token=canaryq".to_owned(), 2),
+        // Accepted, then the connection is refused.
+        (format!("ws://canaryuser:canarypw@127.0.0.1:{closed}/x?token=canaryq"), 3),
+    ];
+    for (url, code) in cases {
+        let mut r = Razar::new();
+        r.config(json!({"components": [{"name": "a", "command": "true"}]}));
+        r.env("CROWN_WS_URL", &url);
+        let runs = [r.run(&["validate"]), r.run(&["handshake"]), r.run(&["boot"])];
+        runs[2].expect_code(code);
+        assert!(runs[2].stderr.contains("***@"), "the message still says where: {}", runs[2].stderr);
+        for needle in ["canarypw", "canaryq", "canaryuser"] {
+            assert_nowhere(&r, &runs.iter().collect::<Vec<_>>(), needle);
+        }
+    }
+}
+
+#[test]
+fn an_agent_endpoint_from_a_variable_never_prints_its_value() {
+    for value in ["ftp://canaryhost/x", "https://canaryhost:99999/x", "http://canaryhost.example/x", "canaryplain"] {
+        let mut r = Razar::new();
+        r.config(json!({"components": [{"name": "a", "command": "true"}]}));
+        r.write(
+            "config/razar_ai_agents.json",
+            &json!({"active": "kimi", "agents": [{"name": "kimi", "protocol": "openai-chat", "endpoint": "${AGENT_URL}", "model": "m"}]})
+                .to_string(),
+        );
+        r.env("AGENT_URL", value);
+        let runs = [r.run(&["validate"]), r.run(&["agents", "check"]), r.run(&["agents", "check", "--json"])];
+        assert_ne!(runs[0].code, 0, "{value}: a bad endpoint fails validate");
+        assert!(runs[0].stderr.contains("\"${AGENT_URL}\" (after expansion)"), "{}", runs[0].stderr);
+        assert_nowhere(&r, &runs.iter().collect::<Vec<_>>(), "canary");
+    }
+}
+
+#[test]
+fn an_http_probe_url_with_credentials_is_redacted_in_state_and_logs() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "web", "command": "exec sleep 30", "ready_timeout": "1s", "restart": {"policy": "never"},
+         "health_check": {"http": format!("http://canaryuser:canarypw@127.0.0.1:{closed}/h?token=canaryq")}}
+    ]}));
+    let run = r.run(&["boot", "--retries", "0"]);
+    assert_ne!(run.code, 0);
+    let status = r.run(&["status", "--json"]);
+    for needle in ["canarypw", "canaryq", "canaryuser"] {
+        assert_nowhere(&r, &[&run, &status], needle);
+    }
+}
