@@ -16,6 +16,8 @@ pub mod crown;
 pub mod error;
 pub mod exit;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz;
 pub mod journal;
 pub mod layers;
 pub mod metrics;
