@@ -116,10 +116,12 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
         Ok((Err(e), _)) => (false, format!("waiting for the probe failed: {e}")),
         Err(_) => {
             // The probe and anything it started go, not just the direct child.
-            if let Some(pgid) = pgid {
-                terminate::kill_group(pgid).await;
+            // Reaped while the group is waited on: the killed leader stays a zombie member of
+            // its group until waited for, which would hold `kill_group` for its full bound.
+            match pgid {
+                Some(pgid) => drop(tokio::join!(terminate::kill_group(pgid), reaper::wait(&mut child))),
+                None => drop(reaper::wait(&mut child).await),
             }
-            let _ = reaper::wait(&mut child).await;
             guard.disarm();
             (false, format!("timed out after {limit:?}; process group killed"))
         }
@@ -258,6 +260,7 @@ mod tests {
         .await;
         assert!(!o.ok);
         assert!(o.output.contains("timed out"), "{}", o.output);
+        assert!(o.duration < Duration::from_secs(4), "a hung probe took {:?} past its 300 ms timeout", o.duration);
         let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         assert!(!crate::supervise::procfs::alive(pid), "grandchild sleep survived the probe timeout");
     }

@@ -237,3 +237,143 @@ fn an_http_probe_url_with_credentials_is_redacted_in_state_and_logs() {
         assert_nowhere(&r, &[&run, &status], needle);
     }
 }
+
+/// PIDs listed in `file` (one per launch) that are alive now.
+fn live_pids(r: &Razar, file: &str) -> Vec<u32> {
+    std::fs::read_to_string(r.path(file))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|&p| !gone(p))
+        .collect()
+}
+
+#[track_caller]
+fn assert_one_copy_each(r: &Razar) {
+    for c in ["a", "b"] {
+        let live = live_pids(r, &format!("{c}.pids"));
+        assert_eq!(live.len(), 1, "{c}: exactly one live copy expected, found {live:?}");
+    }
+}
+
+fn wait_ready_by(r: &Razar, boot: &std::process::Child) {
+    let pid = boot.id();
+    wait_until("the boot to be ready", Duration::from_secs(30), || {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.path("logs/razar_state.json")).ok()?).ok()?;
+        (s["phase"] == "ready" && s["razar_pid"] == pid).then_some(())
+    });
+}
+
+fn sigkill(mut boot: std::process::Child) {
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGKILL).unwrap();
+    boot.wait().unwrap();
+}
+
+#[test]
+fn sigkill_mid_boot_and_after_ready_then_boot_and_resume_leave_no_duplicate_and_no_orphan() {
+    let r = Razar::new();
+    // `b` becomes ready only once the file `go` exists, so a boot can be caught half way.
+    r.config(json!({"components": [
+        {"name": "a", "command": "echo $$ >> a.pids; echo ready; exec sleep 60", "health_check": {"log": "^ready$"}},
+        {"name": "b", "command": "echo $$ >> b.pids; exec sleep 60", "depends_on": ["a"],
+         "health_check": {"file": "go", "start_interval": "20ms", "period": "50ms"}, "ready_timeout": "1m"}
+    ]}));
+    // 1. SIGKILL while `b` is still starting.
+    let first = r.spawn(&["boot"]);
+    wait_until("b to be launched", Duration::from_secs(30), || (live_pids(&r, "b.pids").len() == 1).then_some(()));
+    assert_eq!(r.phase().as_deref(), Some("launching"));
+    sigkill(first);
+    assert_one_copy_each(&r);
+    // 2. A plain boot stops the dead boot's groups first, then starts one copy of each.
+    std::fs::write(r.path("go"), "").unwrap();
+    let second = r.spawn(&["boot"]);
+    wait_ready_by(&r, &second);
+    assert_one_copy_each(&r);
+    // 3. SIGKILL after ready, then --resume adopts both: still one copy each, the same ones.
+    let before: Vec<Vec<u32>> = ["a.pids", "b.pids"].iter().map(|f| live_pids(&r, f)).collect();
+    sigkill(second);
+    let third = r.spawn(&["boot", "--resume"]);
+    wait_ready_by(&r, &third);
+    assert_one_copy_each(&r);
+    let after: Vec<Vec<u32>> = ["a.pids", "b.pids"].iter().map(|f| live_pids(&r, f)).collect();
+    assert_eq!(before, after, "the resumed boot adopted the running components");
+    // 4. SIGKILL mid-boot again, then --resume: nothing healthy to adopt for `b`, no duplicate.
+    sigkill(third);
+    std::fs::remove_file(r.path("go")).unwrap();
+    let b_old = live_pids(&r, "b.pids");
+    kill(Pid::from_raw(b_old[0] as i32), Signal::SIGKILL).unwrap();
+    let fourth = r.spawn(&["boot", "--resume"]);
+    wait_until("b to be relaunched", Duration::from_secs(30), || {
+        let live = live_pids(&r, "b.pids");
+        (live.len() == 1 && live != b_old).then_some(())
+    });
+    sigkill(fourth);
+    std::fs::write(r.path("go"), "").unwrap();
+    let fifth = r.spawn(&["boot", "--resume"]);
+    wait_ready_by(&r, &fifth);
+    assert_one_copy_each(&r);
+    // 5. A clean stop leaves nothing.
+    let all: Vec<u32> = ["a.pids", "b.pids"].iter().flat_map(|f| live_pids(&r, f)).collect();
+    kill(Pid::from_raw(fifth.id() as i32), Signal::SIGTERM).unwrap();
+    wait_output(fifth);
+    for p in all {
+        assert!(gone(p), "{p} outlived the final shutdown");
+    }
+}
+
+#[test]
+fn a_double_forked_daemon_without_setsid_is_reaped_and_stopped() {
+    let r = Razar::new();
+    // The subshell exits at once: its `sleep` is re-parented to razar (subreaper), still in the
+    // component's process group.
+    r.config(json!({"components": [
+        {"name": "forker", "command": "(sleep 60 & echo $! > daemon.pid); (sleep 60 & echo $! > second.pid); echo ready; exec sleep 60",
+         "health_check": {"log": "^ready$"}}
+    ]}));
+    let boot = r.spawn(&["boot"]);
+    wait_ready_by(&r, &boot);
+    let daemon = pid_in(&r, "daemon.pid");
+    let second = pid_in(&r, "second.pid");
+    let ppid = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat[stat.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
+    };
+    assert_eq!(ppid(daemon), Some(boot.id()), "the daemon was re-parented to razar");
+    // One daemon dies while razar runs: razar reaps it (no zombie left behind).
+    kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).unwrap();
+    wait_until("the dead daemon to be reaped", Duration::from_secs(5), || {
+        std::fs::metadata(format!("/proc/{daemon}")).is_err().then_some(())
+    });
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGTERM).unwrap();
+    wait_output(boot);
+    assert!(gone(second), "the other daemon outlived razar's shutdown");
+}
+
+#[test]
+fn a_hung_probe_is_cut_at_its_timeout_and_leaves_nothing_behind() {
+    // An http target that accepts and never answers, and an exec probe that never ends.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "exec", "command": "exec sleep 60", "restart": {"policy": "never"}, "ready_timeout": "2s",
+         "health_check": {"exec": ["sh", "-c", "echo $$ >> probe.pids; exec sleep 60"], "timeout": "200ms"}},
+        {"name": "http", "command": "exec sleep 60", "restart": {"policy": "never"}, "ready_timeout": "2s",
+         "health_check": {"http": format!("http://{addr}/"), "timeout": "200ms"}}
+    ]}));
+    let started = Instant::now();
+    let run = r.run(&["boot", "--retries", "0", "--keep-going"]);
+    assert_ne!(run.code, 0, "neither component can become ready");
+    assert!(started.elapsed() < Duration::from_secs(20), "the boot took {:?}", started.elapsed());
+    for c in ["exec", "http"] {
+        let out = r.component_state(c)["probe"]["last_output"].as_str().unwrap_or_default().to_owned();
+        assert!(out.contains("timed out"), "{c}: {out}");
+    }
+    let probes = std::fs::read_to_string(r.path("probe.pids")).unwrap();
+    assert!(probes.lines().count() >= 2, "the exec probe ran several times: {probes}");
+    for p in probes.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+        assert!(gone(p), "hung probe {p} outlived its timeout");
+    }
+    drop(silent);
+}
