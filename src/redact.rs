@@ -59,6 +59,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+        #[test]
+        fn userinfo_and_query_never_survive(
+            scheme in "[a-z]{0,5}",
+            user in "[^@/?#]{0,8}",
+            host in "[^@/?#]{0,12}",
+            path in "(/[^?#]{0,10}){0,2}",
+            query in "[^#]{0,12}",
+            fragment in "\\PC{0,8}",
+        ) {
+            let raw = format!("{scheme}://{user}:PW-SECRET@{host}{path}?QS-SECRET{query}#FR-SECRET{fragment}");
+            let shown = url(&raw);
+            proptest::prop_assert!(!shown.contains("PW-SECRET") && !shown.contains("QS-SECRET") && !shown.contains("FR-SECRET"), "{} -> {}", raw, shown);
+            let shown = url(&raw[scheme.len() + 3..]);
+            proptest::prop_assert!(!shown.contains("SECRET"), "{} -> {}", raw, shown);
+        }
+    }
+
     #[test]
     fn no_secret_part_survives_any_input() {
         // Whatever surrounds them, the password and the query value never show.
