@@ -49,10 +49,12 @@ pub fn judge(group: &Group, host_boot_id: Option<&str>) -> Verdict {
     if !procfs::group_exists(group.pgid) {
         return Verdict::Gone;
     }
-    if let Some(recorded) = &group.host_boot_id
-        && host_boot_id != Some(recorded.as_str())
-    {
-        return Verdict::NotOurs("it was recorded during an earlier host boot");
+    if let Some(recorded) = &group.host_boot_id {
+        match host_boot_id {
+            None => return Verdict::NotOurs("this host's boot id cannot be read to compare with the record"),
+            Some(now) if now != recorded => return Verdict::NotOurs("it was recorded during an earlier host boot"),
+            Some(_) => {}
+        }
     }
     let Some(start) = group.start_time else {
         return Verdict::NotOurs("no start time was recorded for it");
