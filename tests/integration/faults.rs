@@ -377,3 +377,19 @@ fn a_hung_probe_is_cut_at_its_timeout_and_leaves_nothing_behind() {
     }
     drop(silent);
 }
+
+#[test]
+fn a_crown_url_with_credentials_is_redacted_after_a_successful_handshake_too() {
+    let crown = crate::crown::Crown::reply(json!({"ack": "ok", "capabilities": ["GLM-4.1V"]}));
+    let url = crown.url().replace("ws://", "ws://canaryuser:canarypw@") + "?token=canaryq";
+    let mut r = Razar::new();
+    r.config(json!({"components": [{"name": "a", "command": "true"}]}));
+    r.env("CROWN_WS_URL", &url);
+    let runs = [r.run(&["handshake", "--json"]), r.run(&["boot"]), r.run(&["status", "--json"])];
+    runs[1].expect_code(0);
+    let state = r.json("logs/razar_state.json");
+    assert_eq!(state["handshake"]["acknowledgement"], "ok", "{state:#}");
+    for needle in ["canarypw", "canaryq", "canaryuser"] {
+        assert_nowhere(&r, &runs.iter().collect::<Vec<_>>(), needle);
+    }
+}
