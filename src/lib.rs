@@ -38,6 +38,8 @@ pub mod crown;
 pub mod error;
 pub mod exit;
 pub mod fsutil;
+#[cfg(test)]
+mod fuzz;
 pub mod journal;
 pub mod layers;
 pub mod metrics;
@@ -45,6 +47,7 @@ pub mod paths;
 pub mod probe;
 pub mod progress;
 pub mod quarantine;
+pub mod redact;
 pub mod repair;
 pub mod roster;
 pub mod schema;

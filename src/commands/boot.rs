@@ -25,6 +25,7 @@ use crate::progress::Board;
 use crate::quarantine::{self, Entry, Ledger, Source};
 use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services, Signals};
 use crate::sequencer::history::History;
+use crate::state::launched;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
 use crate::supervise::{leftovers, procfs, reaper};
@@ -65,6 +66,8 @@ struct Prepared {
 }
 
 struct Guards {
+    // First: the launcher's group is stopped while the root's lock is still held.
+    _launcher: crown::launcher::LauncherGroup,
     _lock: BootLock,
     _exporter: Option<AbortOnDrop<()>>,
     _control: SocketGuard,
@@ -120,17 +123,28 @@ async fn prepare(
     let store = StateStore::new(paths.state());
     let previous = store.load()?;
     let ledger = Ledger::new(paths);
+    let host_boot_id = procfs::host_boot_id();
     let mut adopted = match (&previous, args.resume) {
-        (Some(prev), true) => adoptable(prev, &cfg, &ledger),
+        (Some(prev), true) => adoptable(prev, &cfg, &ledger, host_boot_id.as_deref()),
         _ => Vec::new(),
     };
-    let mut leftover = leftovers::recorded(previous.as_ref(), &paths.launch_journal())?;
+    let mut leftover = launched::recorded(previous.as_ref(), &paths.launch_journal())?;
     leftover.retain(|l| !adopted.iter().any(|a| a.pid == l.pid));
-    let reaped = leftovers::reap(&leftover, |name| stop_settings(&cfg, name)).await;
+    let groups: Vec<leftovers::Group> = leftover
+        .into_iter()
+        .map(|l| leftovers::Group {
+            component: l.component,
+            pid: l.pid,
+            pgid: l.pgid,
+            start_time: l.start_time,
+            host_boot_id: l.host_boot_id,
+        })
+        .collect();
+    let reaped = leftovers::reap(&groups, |name| stop_settings(&cfg, name)).await;
     if !reaped.is_empty() {
         tracing::warn!("stopped {} component(s) left running by a previous boot: {}", reaped.len(), reaped.join(", "));
     }
-    leftovers::reset(&paths.launch_journal())?;
+    launched::reset(&paths.launch_journal())?;
     // A promotion or revert a crash interrupted is undone before anything launches.
     let recovered = crate::repair::recover(&crate::repair::RepairPaths::new(&paths.root))?;
     if !recovered.is_empty() {
@@ -138,9 +152,14 @@ async fn prepare(
     }
     let launch_journal = crate::fsutil::Appender::new(paths.launch_journal());
     for a in &adopted {
-        let l =
-            leftovers::Launched { component: a.name.clone(), pid: a.pid, pgid: a.pgid, start_time: Some(a.start_time) };
-        leftovers::record(&launch_journal, &l)?;
+        let l = launched::Launched {
+            component: a.name.clone(),
+            pid: a.pid,
+            pgid: a.pgid,
+            start_time: Some(a.start_time),
+            host_boot_id: host_boot_id.clone(),
+        };
+        launched::record(&launch_journal, &l)?;
     }
 
     let metrics = Metrics::new();
@@ -150,6 +169,7 @@ async fn prepare(
         mission: args.mission.clone().or_else(|| cfg.mission.clone()),
         last_boot: Some(clock::iso(clock::epoch())),
         boot_id: Some(format!("{}-{}", clock::epoch_millis(), std::process::id())),
+        host_boot_id,
         razar_pid: Some(std::process::id()),
         razar_start_time: procfs::start_time(std::process::id()),
         phase: Some(Phase::Handshake),
@@ -192,6 +212,9 @@ async fn prepare(
             return Err(e.into());
         }
     };
+    // A model server the launcher left running is stopped when the boot ends, however it ends.
+    let launcher_group =
+        crown::launcher::LauncherGroup::new(outcome.model_launch.as_ref().and_then(|r| r.left_running));
     metrics.crown_handshake(if outcome.offline { HandshakeResult::Offline } else { HandshakeResult::Acknowledged });
     if args.handshake_only {
         // Recorded before the capability gate, so a CI job that fails on it can read why.
@@ -208,6 +231,7 @@ async fn prepare(
         }
         crate::outln!("acknowledgement: {}", outcome.acknowledgement);
         crate::outln!("capabilities: {}", outcome.capabilities.join(", "));
+        launcher_group.release();
         return Ok(None);
     }
     // An adopted component the Crown put in downtime is stopped like any other leftover.
@@ -285,7 +309,10 @@ async fn prepare(
         }
     }
 
-    Ok(Some(Prepared { dispatcher, guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard } }))
+    Ok(Some(Prepared {
+        dispatcher,
+        guards: Guards { _lock: lock, _exporter: exporter, _control: control_guard, _launcher: launcher_group },
+    }))
 }
 
 /// The label values of the stack's series: components with their probe kinds, and agents.
@@ -320,8 +347,13 @@ fn roster_agents(paths: &Paths) -> Vec<String> {
 }
 
 /// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,
-/// and still the very same process (PID, start time and group checked, not just the PID).
-fn adoptable(prev: &StateFile, cfg: &Config, ledger: &Ledger) -> Vec<Adopted> {
+/// and still the very same process (host boot, PID, start time and group checked, not just the
+/// PID). A state file without a host boot id (written by an older razar) is judged by PID and
+/// start time alone.
+fn adoptable(prev: &StateFile, cfg: &Config, ledger: &Ledger, host_boot_id: Option<&str>) -> Vec<Adopted> {
+    if prev.host_boot_id.as_deref().is_some_and(|b| Some(b) != host_boot_id) {
+        return Vec::new();
+    }
     prev.components
         .iter()
         .filter(|c| c.state == ComponentStatus::Healthy)

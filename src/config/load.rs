@@ -541,7 +541,7 @@ fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &mut Diags) -
         ProbeKind::Exec(argv)
     } else if let Some(url) = p.http {
         if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() < 10 {
-            diags.push(join(path, "http"), format!("{url:?} is not an http:// or https:// URL"));
+            diags.push(join(path, "http"), format!("{:?} is not an http:// or https:// URL", crate::redact::url(&url)));
             return None;
         }
         let status = p.status.map_or((200, 399), |s| (s.0, s.1));
@@ -652,12 +652,14 @@ fn resolve_shutdown(raw: raw::RawShutdown, path: &str, diags: &mut Diags) -> Shu
 }
 
 fn resolve_crown(raw: raw::RawCrown, root: &Path, env: &dyn Env, diags: &mut Diags) -> CrownConfig {
-    let url = env.var("CROWN_WS_URL").or(raw.url);
+    let from_env = env.var("CROWN_WS_URL");
+    let field = if from_env.is_some() { "crown.url (CROWN_WS_URL in the environment)" } else { "crown.url" };
+    let url = from_env.or(raw.url);
     let allow_insecure = raw.allow_insecure.unwrap_or(false);
     if let Some(u) = &url
         && let Err(e) = check_ws_url(u, allow_insecure)
     {
-        diags.push("crown.url", e);
+        diags.push(field, e);
     }
     let launcher = match raw.model_launcher {
         Some(l) => Some(root.join(l)),
@@ -675,21 +677,22 @@ fn resolve_crown(raw: raw::RawCrown, root: &Path, env: &dyn Env, diags: &mut Dia
 
 /// `ws://` must stay on loopback unless the operator opts in; `wss://` may go anywhere.
 pub fn check_ws_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let shown = crate::redact::url(url);
     let rest = if let Some(r) = url.strip_prefix("wss://") {
         r
     } else if let Some(r) = url.strip_prefix("ws://") {
         let host = host_of(r);
         if !allow_insecure && !is_loopback(host) {
             return Err(format!(
-                "{url:?} is plain ws:// to a non-loopback host; use wss:// or set crown.allow_insecure: true"
+                "{shown:?} is plain ws:// to a non-loopback host; use wss:// or set crown.allow_insecure: true"
             ));
         }
         r
     } else {
-        return Err(format!("{url:?} is not a ws:// or wss:// URL"));
+        return Err(format!("{shown:?} is not a ws:// or wss:// URL"));
     };
     if host_of(rest).is_empty() {
-        return Err(format!("{url:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     Ok(())
 }
@@ -844,12 +847,6 @@ mod tests {
 
     #[test]
     fn probe_urls_are_shown_without_credentials() {
-        use crate::config::resolved::redact_userinfo;
-        assert_eq!(
-            redact_userinfo("http://admin:pw@127.0.0.1:15672/api/health"),
-            "http://***@127.0.0.1:15672/api/health"
-        );
-        assert_eq!(redact_userinfo("http://127.0.0.1:8000/x?a=b@c"), "http://127.0.0.1:8000/x?a=b@c");
         let kind = ProbeKind::Http { url: "https://u:p@h/".into(), status: (200, 399), body: None };
         assert_eq!(kind.to_string(), "http https://***@h/");
     }

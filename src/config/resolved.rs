@@ -199,21 +199,11 @@ impl fmt::Display for ProbeKind {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         match self {
             ProbeKind::Exec(argv) => write!(f, "exec {}", argv.join(" ")),
-            ProbeKind::Http { url, .. } => write!(f, "http {}", redact_userinfo(url)),
+            ProbeKind::Http { url, .. } => write!(f, "http {}", crate::redact::url(url)),
             ProbeKind::Tcp(addr) => write!(f, "tcp {addr}"),
             ProbeKind::Log(re) => write!(f, "log /{}/", re.as_str()),
             ProbeKind::File(p) => write!(f, "file {}", p.display()),
         }
-    }
-}
-
-/// `url` without user-info (`user:password@`), for messages and the state file.
-pub fn redact_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_owned(),
     }
 }
 

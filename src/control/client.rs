@@ -63,7 +63,10 @@ pub async fn request(paths: &Paths, req: &Request, timeout: Duration) -> Result<
 }
 
 async fn exchange(path: &Path, req: &Request) -> Result<Response, ClientError> {
-    let mut stream = UnixStream::connect(path).await.map_err(|e| connect_error(path, e))?;
+    // Held until connected: a long root's socket is reached through its directory descriptor.
+    let short = super::sockpath::ShortPath::new(path).map_err(|e| connect_error(path, e))?;
+    let mut stream = UnixStream::connect(short.path()).await.map_err(|e| connect_error(path, e))?;
+    drop(short);
     let line = request_line(req)?;
     // A server that refuses us answers and closes without reading, so a failed write is only
     // an error when no response follows.

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod sockpath;
 
 pub use client::{ClientError, request};
 pub use protocol::{Envelope, Request, Response};

@@ -67,7 +67,8 @@ pub async fn bind(paths: &Paths) -> io::Result<ControlServer> {
     fsutil::ensure_private_dir(&paths.private()).map_err(|e| io::Error::new(e.source.kind(), e.to_string()))?;
     let path = paths.control_socket();
     remove_stale_socket(&path)?;
-    let listener = UnixListener::bind(&path).map_err(|e| with_path("binding", &path, e))?;
+    let short = super::sockpath::ShortPath::new(&path).map_err(|e| with_path("binding", &path, e))?;
+    let listener = UnixListener::bind(short.path()).map_err(|e| with_path("binding", &path, e))?;
     // Between bind and chmod the socket has the umask's mode; `.razar/` being 0700 keeps other
     // users out in that window.
     if let Err(e) = fs::set_permissions(&path, fs::Permissions::from_mode(0o600)) {

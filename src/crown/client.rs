@@ -129,29 +129,19 @@ fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
 }
 
-/// `url` without userinfo and with its query elided, for messages and logs.
+/// `url` as messages and logs show it ([`crate::redact::url`]).
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), url),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let tail = match tail.split_once('?') {
-        Some((path, _)) => format!("{path}?…"),
-        None => tail.to_owned(),
-    };
-    format!("{scheme}{host}{tail}")
+    crate::redact::url(url)
 }
 
 /// Sends `request` as one text frame to the Crown at `url` and returns its reply object.
 pub async fn exchange(url: &str, request: &str, opts: &ClientOptions) -> Result<Map<String, Value>, CrownError> {
     let shown = redact_url(url);
     let deadline = Instant::now() + opts.timeout;
-    let mut req = url
-        .into_client_request()
-        .map_err(|e| CrownError::BadUrl { url: shown.clone(), reason: lowercase_first(&e.to_string()) })?;
+    let mut req = url.into_client_request().map_err(|e| CrownError::BadUrl {
+        url: shown.clone(),
+        reason: crate::redact::url_in(&lowercase_first(&e.to_string()), url),
+    })?;
     let uri = req.uri().clone();
     let tls = match uri.scheme_str() {
         Some("wss") => true,
@@ -355,7 +345,7 @@ mod tests {
 
     #[test]
     fn urls_lose_credentials_and_queries() {
-        assert_eq!(redact_url("wss://u:p@crown.example:8443/ws?token=x"), "wss://crown.example:8443/ws?…");
+        assert_eq!(redact_url("wss://u:p@crown.example:8443/ws?token=x"), "wss://***@crown.example:8443/ws?…");
         assert_eq!(redact_url("ws://127.0.0.1:9/"), "ws://127.0.0.1:9/");
         assert_eq!(redact_url("ws://h"), "ws://h");
     }

@@ -1,8 +1,12 @@
 //! Running `crown.model_launcher` when the Crown reports no GLM-4.1V capability.
 //!
 //! The launcher runs in its own process group with a timeout; at the timeout the whole group is
-//! killed. A launcher that exits on time may leave a model server running in the background:
-//! that is its job, so nothing is killed then. Its output is captured up to a cap; the pipes
+//! stopped (SIGTERM, then SIGKILL after [`LAUNCHER_GRACE`]). If razar is interrupted while the
+//! launcher runs (a signal during the handshake drops this future), the whole group is killed,
+//! not only the launcher. A launcher that exits on time may leave a model server running in the
+//! background in its group: that is its job, so nothing is killed then; the group is recorded
+//! ([`LaunchRecord::left_running`]) and `razar boot` stops it when the boot ends
+//! ([`LauncherGroup`]). Its output is captured up to a cap; the pipes
 //! keep being drained after it exits so a background child writing to them never blocks or
 //! dies of SIGPIPE, but razar waits for that output only briefly. `CROWN_TOKEN` is removed from
 //! the launcher's environment and redacted from its captured output.
@@ -12,6 +16,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
@@ -20,6 +25,9 @@ use tokio::time::Instant;
 pub const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes of each output stream kept.
 const OUTPUT_CAP: usize = 64 * 1024;
+/// How long a timed-out (or, at the end of a boot, left-running) launcher group has between
+/// SIGTERM and SIGKILL.
+pub const LAUNCHER_GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for the output after the launcher has exited.
 const OUTPUT_GRACE: Duration = Duration::from_millis(300);
 
@@ -41,6 +49,10 @@ pub struct LaunchRecord {
     pub stderr: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The launcher's process group, when members of it (a model server it started) still ran
+    /// after it exited.
+    #[serde(skip)]
+    pub left_running: Option<i32>,
 }
 
 impl LaunchRecord {
@@ -57,6 +69,7 @@ impl LaunchRecord {
             stdout: String::new(),
             stderr: String::new(),
             error: Some("no crown.model_launcher configured and no crown_model_launcher.sh in the root".into()),
+            left_running: None,
         }
     }
 }
@@ -92,6 +105,8 @@ pub async fn run_launcher(
         }
     };
     let pgid = child.id().and_then(|p| i32::try_from(p).ok());
+    // Armed until the launcher is reaped: dropping this future kills the whole group.
+    let mut guard = crate::supervise::GroupGuard::new(child.id());
     let out = drain(child.stdout.take());
     let err = drain(child.stderr.take());
 
@@ -102,18 +117,25 @@ pub async fn run_launcher(
             record.signal = status.signal();
             record.launched = status.success();
             record.status = if status.success() { "launched" } else { "failed" };
+            guard.disarm();
+            record.left_running = pgid.filter(|&g| crate::supervise::procfs::group_exists(g));
         }
         Ok(Err(e)) => {
+            guard.disarm();
             record.status = "failed";
             record.error = Some(format!("waiting for {}: {e}", launcher.display()));
         }
         Err(_) => {
             if let Some(pgid) = pgid {
-                let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::Signal::SIGKILL);
+                let stop = crate::supervise::terminate::stop_group(pgid, Signal::SIGTERM, LAUNCHER_GRACE);
+                // The leader, reaped by its handle, stays a zombie member until waited for.
+                let _ = tokio::join!(stop, crate::supervise::reaper::wait(&mut child));
+            } else {
+                let _ = crate::supervise::reaper::wait(&mut child).await;
             }
-            let _ = crate::supervise::reaper::wait(&mut child).await;
+            guard.disarm();
             record.status = "timeout";
-            record.error = Some(format!("still running after {:?}; its process group was killed", timeout));
+            record.error = Some(format!("still running after {:?}; its process group was stopped", timeout));
         }
     }
     record.duration_seconds = started.elapsed().as_secs_f64();
@@ -121,6 +143,51 @@ pub async fn run_launcher(
     record.stdout = redact(&collected(&out, grace).await, secret);
     record.stderr = redact(&collected(&err, grace).await, secret);
     record
+}
+
+/// A launcher's process group left running (a model server), stopped when dropped: SIGTERM,
+/// up to [`LAUNCHER_GRACE`], then SIGKILL. The group is signalled only while one of its members
+/// is a child of razar (re-parented to razar as subreaper), which proves the group id was not
+/// reused by an unrelated process after the launcher's group emptied.
+#[derive(Debug)]
+pub struct LauncherGroup {
+    pgid: Option<i32>,
+}
+
+impl LauncherGroup {
+    pub fn new(pgid: Option<i32>) -> Self {
+        LauncherGroup { pgid }
+    }
+
+    /// Leaves the group running (one-shot commands whose job is to launch it).
+    pub fn release(mut self) {
+        self.pgid = None;
+    }
+
+    fn still_ours(pgid: i32) -> bool {
+        use crate::supervise::{procfs, reaper};
+        procfs::group_exists(pgid) && reaper::orphans().into_iter().any(|p| procfs::pgid(p) == Some(pgid))
+    }
+}
+
+impl Drop for LauncherGroup {
+    fn drop(&mut self) {
+        let Some(pgid) = self.pgid.take().filter(|&g| Self::still_ours(g)) else { return };
+        tracing::info!("stopping the model launcher's process group {pgid}");
+        let pg = nix::unistd::Pid::from_raw(pgid);
+        let _ = nix::sys::signal::killpg(pg, Signal::SIGTERM);
+        let _ = nix::sys::signal::killpg(pg, Signal::SIGCONT);
+        // Drop cannot await: a short bounded poll, at the very end of a boot.
+        let deadline = std::time::Instant::now() + LAUNCHER_GRACE;
+        while std::time::Instant::now() < deadline && Self::still_ours(pgid) {
+            crate::supervise::reaper::reap_orphans();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if Self::still_ours(pgid) {
+            let _ = nix::sys::signal::killpg(pg, Signal::SIGKILL);
+        }
+        crate::supervise::reaper::reap_orphans();
+    }
 }
 
 type Captured = (Arc<Mutex<Vec<u8>>>, tokio::task::JoinHandle<()>);

@@ -116,10 +116,12 @@ pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool,
         Ok((Err(e), _)) => (false, format!("waiting for the probe failed: {e}")),
         Err(_) => {
             // The probe and anything it started go, not just the direct child.
-            if let Some(pgid) = pgid {
-                terminate::kill_group(pgid).await;
+            // Reaped while the group is waited on: the killed leader stays a zombie member of
+            // its group until waited for, which would hold `kill_group` for its full bound.
+            match pgid {
+                Some(pgid) => drop(tokio::join!(terminate::kill_group(pgid), reaper::wait(&mut child))),
+                None => drop(reaper::wait(&mut child).await),
             }
-            let _ = reaper::wait(&mut child).await;
             guard.disarm();
             (false, format!("timed out after {limit:?}; process group killed"))
         }
@@ -132,6 +134,10 @@ async fn drain_capped(mut pipe: impl tokio::io::AsyncRead + Unpin, cap: u64, out
     let _ = tokio::io::copy(&mut pipe, &mut tokio::io::sink()).await;
 }
 
+/// Most body bytes an http probe reads: its `body` substring must appear within them. A
+/// health endpoint that streams forever (or a huge page) costs at most this much memory.
+pub const HTTP_BODY_CAP: usize = 64 * 1024;
+
 async fn http_get(
     client: &reqwest::Client,
     url: &str,
@@ -140,24 +146,49 @@ async fn http_get(
     limit: Duration,
 ) -> (bool, String) {
     let request = async {
-        let resp = client.get(url).timeout(limit).send().await?;
+        let mut resp = client.get(url).timeout(limit).send().await?;
         let status = resp.status().as_u16();
-        let body = if want.is_some() { resp.text().await? } else { String::new() };
-        Ok::<_, reqwest::Error>((status, body))
+        let found = match want {
+            Some(w) if (lo..=hi).contains(&status) => Some(body_contains(&mut resp, w.as_bytes()).await?),
+            _ => None,
+        };
+        Ok::<_, reqwest::Error>((status, found))
     };
     match timeout(limit, request).await {
         Err(_) => (false, format!("timed out after {limit:?}")),
-        Ok(Err(e)) => (false, describe_reqwest(&e)),
-        Ok(Ok((status, body))) => {
+        // reqwest's errors may quote the URL, userinfo and query included.
+        Ok(Err(e)) => (false, crate::redact::url_in(&describe_reqwest(&e), url)),
+        Ok(Ok((status, found))) => {
             if !(lo..=hi).contains(&status) {
                 (false, format!("HTTP {status} (want {lo}-{hi})"))
-            } else if let Some(w) = want.filter(|w| !body.contains(w)) {
-                (false, format!("HTTP {status} but body lacks {w:?}"))
+            } else if let (Some(w), Some(false)) = (want, found) {
+                (false, format!("HTTP {status} but the first {} KiB of the body lack {w:?}", HTTP_BODY_CAP / 1024))
             } else {
                 (true, format!("HTTP {status}"))
             }
         }
     }
+}
+
+/// Reads the body chunk by chunk until `want` shows up, the body ends, or
+/// [`HTTP_BODY_CAP`] bytes have been read (the connection is then dropped, not drained).
+async fn body_contains(resp: &mut reqwest::Response, want: &[u8]) -> Result<bool, reqwest::Error> {
+    let mut seen: Vec<u8> = Vec::new();
+    while seen.len() < HTTP_BODY_CAP {
+        let Some(chunk) = resp.chunk().await? else { break };
+        let take = chunk.len().min(HTTP_BODY_CAP - seen.len());
+        // Only the tail that could still start a match is searched again.
+        let from = seen.len().saturating_sub(want.len().saturating_sub(1));
+        seen.extend_from_slice(&chunk[..take]);
+        if contains(&seen[from..], want) {
+            return Ok(true);
+        }
+    }
+    Ok(contains(&seen, want))
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -229,6 +260,7 @@ mod tests {
         .await;
         assert!(!o.ok);
         assert!(o.output.contains("timed out"), "{}", o.output);
+        assert!(o.duration < Duration::from_secs(4), "a hung probe took {:?} past its 300 ms timeout", o.duration);
         let pid: u32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
         assert!(!crate::supervise::procfs::alive(pid), "grandchild sleep survived the probe timeout");
     }
@@ -257,5 +289,55 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let o = check(&ProbeKind::Tcp(closed.to_string()), Duration::from_secs(1), &client, &ctx()).await;
         assert_eq!(o.output, "connection refused");
+    }
+
+    /// A loopback server that answers 200 and then streams `chunk` forever.
+    async fn endless_server(chunk: &'static [u8]) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n").await;
+                    while s.write_all(chunk).await.is_ok() {}
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_only_up_to_the_cap() {
+        static FILLER: [u8; 16 * 1024] = [b'x'; 16 * 1024];
+        let addr = endless_server(&FILLER).await;
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/");
+        let started = std::time::Instant::now();
+        let limit = Duration::from_secs(20);
+        let o =
+            check(&ProbeKind::Http { url, status: (200, 299), body: Some("OK".into()) }, limit, &client, &ctx()).await;
+        assert!(!o.ok);
+        assert!(o.output.contains("first 64 KiB of the body lack"), "{}", o.output);
+        assert!(started.elapsed() < Duration::from_secs(10), "the probe read on for {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_body_match_across_chunks_within_the_cap_passes() {
+        let addr = endless_server(b"...stat").await;
+        // "stat" + "..." never forms "status": the marker is found only across chunk borders.
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/");
+        let o = check(
+            &ProbeKind::Http { url, status: (200, 299), body: Some("stat...st".into()) },
+            Duration::from_secs(10),
+            &client,
+            &ctx(),
+        )
+        .await;
+        assert!(o.ok, "{}", o.output);
+        assert!(contains(b"abc", b"") && contains(b"abc", b"bc") && !contains(b"ab", b"abc"));
     }
 }

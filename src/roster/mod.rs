@@ -114,26 +114,37 @@ impl Agent {
     }
 }
 
-/// A validated agent URL. Its `Debug` and [`Endpoint::display`] drop userinfo, query and
-/// fragment, which may carry secrets.
+/// A validated agent URL. Its `Debug` and [`Endpoint::display`] hide userinfo, query and
+/// fragment, which may carry secrets, and show a URL built from `${VAR}` as written, never
+/// expanded.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Endpoint(reqwest::Url);
+pub struct Endpoint {
+    url: reqwest::Url,
+    shown: String,
+}
 
 impl Endpoint {
+    /// `url`, shown as `written` (the roster's text, `${VAR}` references unexpanded) when it
+    /// was built from variables, else as itself; either way through [`crate::redact::url`].
+    pub fn new(url: reqwest::Url, written: Option<&str>) -> Self {
+        let shown = crate::redact::url(written.unwrap_or(url.as_str()));
+        Endpoint { url, shown }
+    }
+
     /// The full URL, for the one place that connects to it.
     pub fn url(&self) -> &reqwest::Url {
-        &self.0
+        &self.url
     }
 
     /// The URL as it may be shown: no userinfo, query or fragment.
     pub fn display(&self) -> String {
-        redact_url(&self.0)
+        self.shown.clone()
     }
 
     /// `{endpoint}/{segment}`, keeping the query (`https://h/v1?x` + `models` →
     /// `https://h/v1/models?x`).
     pub fn join(&self, segment: &str) -> reqwest::Url {
-        let mut url = self.0.clone();
+        let mut url = self.url.clone();
         let path = format!("{}/{segment}", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url
@@ -141,7 +152,7 @@ impl Endpoint {
 
     /// Whether the host is `localhost` or a loopback address.
     pub fn is_loopback(&self) -> bool {
-        is_loopback_host(self.0.host_str().unwrap_or_default())
+        is_loopback_host(self.url.host_str().unwrap_or_default())
     }
 }
 
@@ -151,26 +162,9 @@ impl fmt::Debug for Endpoint {
     }
 }
 
-fn redact_url(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
-/// A possibly unparseable URL as it may be shown: no userinfo, query or fragment.
+/// A possibly unparseable URL as it may be shown ([`crate::redact::url`]).
 pub(crate) fn redact_url_text(text: &str) -> String {
-    let cut = text.find(['?', '#']).map_or(text, |i| &text[..i]);
-    match cut.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}{path}")
-        }
-        None => cut.rsplit_once('@').map_or(cut, |(_, h)| h).to_owned(),
-    }
+    crate::redact::url(text)
 }
 
 /// Agent names compare case-insensitively, ignoring surrounding whitespace.
@@ -216,12 +210,15 @@ pub(crate) mod tests {
 
     #[test]
     fn endpoints_hide_userinfo_and_query_and_join_paths() {
-        let e = Endpoint(reqwest::Url::parse("https://user:pw@api.example/v1/?key=s3cret#frag").unwrap());
-        assert_eq!(e.display(), "https://api.example/v1/");
+        let e = Endpoint::new(reqwest::Url::parse("https://user:pw@api.example/v1/?key=s3cret#frag").unwrap(), None);
+        assert_eq!(e.display(), "https://***@api.example/v1/?…");
         assert!(!format!("{e:?}").contains("s3cret"));
         assert!(!format!("{e:?}").contains("pw"));
         assert_eq!(e.join("models").as_str(), "https://user:pw@api.example/v1/models?key=s3cret#frag");
-        let bare = Endpoint(reqwest::Url::parse("http://127.0.0.1:9").unwrap());
+        let bare = Endpoint::new(reqwest::Url::parse("http://127.0.0.1:9").unwrap(), None);
+        let templated =
+            Endpoint::new(reqwest::Url::parse("https://secret-host.example/v1").unwrap(), Some("https://${HOST}/v1"));
+        assert_eq!(templated.display(), "https://${HOST}/v1", "an expanded variable is never shown");
         assert_eq!(bare.join("models").as_str(), "http://127.0.0.1:9/models");
     }
 

@@ -163,6 +163,6 @@ mod tests {
         .unwrap();
         let text = format!("{agent:?}");
         assert!(!text.contains("canary"), "{text}");
-        assert!(text.contains("https://h.example/v1") && text.contains("***"), "{text}");
+        assert!(text.contains("https://***@h.example/v1?…"), "{text}");
     }
 }

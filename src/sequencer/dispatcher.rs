@@ -34,10 +34,11 @@ use crate::probe::policy::{self, Tracker, Verdict};
 use crate::probe::{self, ExecContext};
 use crate::progress::Board;
 use crate::quarantine::{Entry, Ledger, Source};
+use crate::state::launched;
 use crate::state::{self, ComponentState, ComponentStatus as S, Output, Phase, ProbeState, StateFile, StateStore};
 use crate::supervise::child::{self, SpawnSpec};
 use crate::supervise::terminate::{self, StopOutcome};
-use crate::supervise::{leftovers, procfs, reaper};
+use crate::supervise::{procfs, reaper};
 
 /// The shortest gap between two state-file writes while many components change at once;
 /// phase changes and the final state are written immediately.
@@ -582,13 +583,14 @@ impl Dispatcher {
                 return;
             }
         };
-        let launched = leftovers::Launched {
+        let launched = launched::Launched {
             component: cfg.name.to_string(),
             pid: spawned.pid,
             pgid: spawned.pgid,
             start_time: spawned.start_time,
+            host_boot_id: self.state.host_boot_id.clone(),
         };
-        if let Err(e) = leftovers::record(&self.launch_journal, &launched) {
+        if let Err(e) = launched::record(&self.launch_journal, &launched) {
             tracing::warn!("cannot journal the launch of {}: {e}", cfg.name);
         }
         self.event("launch", cfg.name.as_str(), "start", Some(json!({"attempt": attempt, "pid": spawned.pid})));

@@ -1,6 +1,7 @@
 //! The state snapshot `logs/razar_state.json` (DESIGN §5.6): one valid JSON object, replaced
 //! atomically on every change. The dispatcher owns the live copy; `StateStore` only persists.
 
+pub mod launched;
 pub mod lock;
 
 use std::path::PathBuf;
@@ -28,6 +29,10 @@ pub struct StateFile {
     pub last_boot: Option<String>,
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// The host's `/proc/sys/kernel/random/boot_id` during this boot: the PIDs and start times
+    /// recorded here mean nothing on another host boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_boot_id: Option<String>,
     #[serde(default)]
     pub razar_pid: Option<u32>,
     /// Start time of the razar process (clock ticks since boot), so a recycled PID is not

@@ -20,6 +20,14 @@ pub fn pgid(pid: u32) -> Option<i32> {
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// The host's boot id (`/proc/sys/kernel/random/boot_id`): PIDs and start times recorded
+/// under another boot id name other processes.
+pub fn host_boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// True while process `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };

@@ -167,8 +167,10 @@ fn an_upstream_shaped_roster_with_env_resolves_and_never_prints_the_secrets() {
     out.expect_code(0);
     assert_no_canary(&out);
     assert!(out.stdout.contains("env DEMO_AGENT_API_KEY"), "the env value overrides the file:\n{}", out.stdout);
-    assert!(out.stdout.contains("http://localhost:9/v1 "), "query stripped:\n{}", out.stdout);
-    assert!(out.stdout.contains("https://rstar.example/v1 "), "userinfo stripped:\n{}", out.stdout);
+    // Endpoints built from `${VAR}` are shown as written, never expanded (DESIGN §12).
+    assert!(out.stdout.contains(" ${AIRSTAR_ENDPOINT} "), "shown unexpanded:\n{}", out.stdout);
+    assert!(out.stdout.contains(" ${RSTAR_ENDPOINT} "), "shown unexpanded:\n{}", out.stdout);
+    assert!(!out.stdout.contains("rstar.example"), "an expanded value was printed:\n{}", out.stdout);
 
     let out = run(&r, &["agents", "check", "--json"], &env);
     out.expect_code(0);

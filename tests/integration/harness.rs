@@ -23,6 +23,8 @@ const SCRUBBED: &[&str] = &[
 
 pub struct Razar {
     dir: tempfile::TempDir,
+    /// The root: the temporary directory itself, or a directory below it.
+    root: PathBuf,
     env: Vec<(String, String)>,
 }
 
@@ -59,11 +61,26 @@ impl Default for Razar {
 
 impl Razar {
     pub fn new() -> Self {
-        Razar { dir: tempfile::tempdir().expect("tempdir"), env: vec![("RAZAR_METRICS_PORT".into(), "0".into())] }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        Razar { dir, root, env: vec![("RAZAR_METRICS_PORT".into(), "0".into())] }
+    }
+
+    /// A root whose absolute path is at least `len` characters long (nested directories in
+    /// the temporary directory).
+    pub fn with_root_len(len: usize) -> Self {
+        let mut r = Self::new();
+        let mut root = r.dir.path().to_path_buf();
+        while root.as_os_str().len() < len {
+            root.push("long-root-directory");
+        }
+        std::fs::create_dir_all(&root).expect("long root");
+        r.root = root;
+        r
     }
 
     pub fn root(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {

@@ -12,6 +12,7 @@ mod config;
 mod crown;
 mod crown_state;
 mod faults;
+mod faults_process;
 mod layers;
 mod metrics;
 mod operate;

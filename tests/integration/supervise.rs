@@ -241,3 +241,80 @@ fn a_layer_that_fails_to_install_fails_its_components_with_pips_output() {
     assert!(events(&r, "launch", "needs-broken").iter().all(|e| e["status"] != "start"), "nothing was spawned");
     assert_eq!(r.component_state("fine")["state"], "completed");
 }
+
+/// Spawns an unrelated process group whose leader backgrounds a member and exits: the group
+/// lives on under the leader's id. Returns (group id, member pid).
+fn orphaned_group(dir: &std::path::Path) -> (i32, u32) {
+    use std::os::unix::process::CommandExt;
+    let pidfile = dir.join("member.pid");
+    let mut leader = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep 60 & echo $! > {}", pidfile.display()))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pgid = leader.id() as i32;
+    leader.wait().unwrap();
+    let member = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    (pgid, member)
+}
+
+#[test]
+fn a_stale_record_never_kills_an_unrelated_process_group() {
+    use std::os::unix::process::CommandExt;
+    let r = Razar::new();
+    r.config(json!({"components": [
+        {"name": "web", "command": "echo ready; exec sleep 60", "health_check": {"log": "^ready$"}}
+    ]}));
+    let host = razar::supervise::procfs::host_boot_id().expect("host boot id");
+    // 1. A group whose leader exited: the record's pid == pgid, but nothing proves it is ours.
+    let scratch = tempfile::tempdir().unwrap();
+    let (orphan_pgid, orphan_member) = orphaned_group(scratch.path());
+    // 2. A live leader with the recorded start time, but recorded under another host boot.
+    let mut other = std::process::Command::new("sleep").arg("60").process_group(0).spawn().unwrap();
+    let other_pid = other.id();
+    let other_start = razar::supervise::procfs::start_time(other_pid).unwrap();
+    // 3. The same live leader in the launch journal of this host boot, with a wrong start time.
+    r.write(
+        "logs/razar_state.json",
+        &json!({"version": 1, "phase": "ready", "host_boot_id": "00000000-0000-0000-0000-000000000000",
+        "components": [
+            {"id": "web", "state": "healthy", "pid": other_pid, "pgid": other_pid, "start_time": other_start},
+            {"id": "api", "state": "healthy", "pid": orphan_pgid, "pgid": orphan_pgid, "start_time": 1}
+        ]})
+        .to_string(),
+    );
+    r.write(
+        ".razar/launched.jsonl",
+        &format!(
+            "{}\n",
+            json!({"component": "web", "pid": other_pid, "pgid": other_pid, "start_time": other_start + 7,
+                   "host_boot_id": host})
+        ),
+    );
+    let boot = r.spawn(&["boot"]);
+    wait_until("the boot to be ready", Duration::from_secs(30), || {
+        let s = r.json("logs/razar_state.json");
+        (s["phase"] == "ready" && s["razar_pid"] == boot.id()).then_some(())
+    });
+    assert!(alive(orphan_member as i64), "the member of an unrelated group whose leader exited was killed");
+    assert!(group_alive(orphan_pgid));
+    assert!(alive(other_pid as i64), "an unrelated process recorded under another host boot was killed");
+    let state = r.json("logs/razar_state.json");
+    assert_eq!(state["host_boot_id"], host.as_str(), "the boot records the host boot id");
+    let journal = r.jsonl(".razar/launched.jsonl");
+    assert!(journal.iter().all(|l| l["host_boot_id"] == host.as_str()), "{journal:?}");
+    signal(&boot, Signal::SIGTERM);
+    let out = boot.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "process group {orphan_pgid} recorded by a previous boot is still alive but left alone"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("earlier host boot"), "{stderr}");
+    let _ = nix::sys::signal::killpg(Pid::from_raw(orphan_pgid), Signal::SIGKILL);
+    let _ = other.kill();
+    let _ = other.wait();
+}
