@@ -8,9 +8,10 @@
 
 /// `text` (a URL, or something meant to be one) as it may be shown.
 pub fn url(text: &str) -> String {
+    // A `://` counts as the scheme's end only before any `/?#@`: in `u:p@h/x://y` it is path.
     let (scheme, rest) = match text.find("://") {
-        Some(i) => text.split_at(i + 3),
-        None => ("", text),
+        Some(i) if !text[..i].contains(['/', '?', '#', '@']) => text.split_at(i + 3),
+        _ => ("", text),
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
@@ -48,6 +49,7 @@ mod tests {
             ("ws://h", "ws://h"),
             ("ws://u:p@[bad/x?token=t", "ws://***@[bad/x?…"),
             ("http://h?a=b@c", "http://h?…"),
+            (":pw@/://?q", "***@/://?…"),
             ("", ""),
         ];
         for (raw, shown) in cases {
