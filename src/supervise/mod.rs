@@ -37,6 +37,19 @@ pub fn prepare_for_many_children() {
 /// razar's own secret: never passed on to a component, probe or stop command.
 pub const SECRET_ENV: &str = "CROWN_TOKEN";
 
+/// razar's own environment that no child (component, probe, stop command, layer build, launcher,
+/// repair test) inherits: its secrets and the service manager's notification variables, which
+/// address razar, not the child. A component's own `env` config may still set any of them.
+pub const NOT_INHERITED: &[&str] =
+    &[SECRET_ENV, "RAZAR_ALERT_WEBHOOK", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// Removes [`NOT_INHERITED`] from what `cmd` passes on; call before any explicit `.envs(..)`.
+pub fn strip_inherited(cmd: &mut std::process::Command) {
+    for name in NOT_INHERITED {
+        cmd.env_remove(name);
+    }
+}
+
 /// Kills a child's whole process group if dropped while armed: for work that may be
 /// cancelled half way (an exec probe whose component became ready or was stopped).
 pub struct GroupGuard {

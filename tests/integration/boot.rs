@@ -472,3 +472,30 @@ fn the_crown_token_never_reaches_components_probes_or_state() {
     }
     assert!(!String::from_utf8_lossy(&out.stderr).contains(canary));
 }
+
+#[test]
+fn razar_own_environment_is_not_inherited_but_a_component_env_may_set_it() {
+    let mut r = Razar::new();
+    let sock = r.path("no-such-notify.sock");
+    r.env("CROWN_TOKEN", "canary-token-inherit-1")
+        .env("RAZAR_ALERT_WEBHOOK", "http://127.0.0.1:9/canary-hook")
+        .env("NOTIFY_SOCKET", sock.to_str().unwrap())
+        .env("WATCHDOG_USEC", "60000000");
+    r.config(json!({"components": [
+        {"name": "dump", "command": "env > comp-env.txt; echo ready; exec sleep 60",
+         "env": {"WATCHDOG_USEC": "explicit-123"},
+         "health_check": {"exec": ["sh", "-c", "env > probe-env.txt"]}}
+    ]}));
+    let child = r.spawn(&["boot"]);
+    wait_until("ready", Duration::from_secs(20), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    child.wait_with_output().unwrap();
+    for file in ["comp-env.txt", "probe-env.txt"] {
+        let env = r.read(file);
+        assert!(env.contains("RAZAR_COMPONENT=dump"), "{file} holds the child's environment");
+        for name in ["CROWN_TOKEN=", "RAZAR_ALERT_WEBHOOK=", "NOTIFY_SOCKET=", "WATCHDOG_PID="] {
+            assert!(!env.lines().any(|l| l.starts_with(name)), "{file}: {name} was inherited");
+        }
+        assert!(env.lines().any(|l| l == "WATCHDOG_USEC=explicit-123"), "{file}: the config's own env is kept");
+    }
+}
