@@ -385,6 +385,9 @@ impl Dispatcher {
         self.state.phase = Some(Phase::Launching);
         self.update_quarantine_gauge();
         self.event("boot", "", "launching", None);
+        // Service manager hook (sdnotify): boot status and the watchdog pings.
+        crate::sdnotify::notify(&format!("STATUS=booting {} components", self.units.len()));
+        crate::sdnotify::spawn_watchdog();
         for (idx, edges) in self.plan.deps.clone().iter().enumerate() {
             for (e, edge) in edges.iter().enumerate() {
                 if let Some(t) = edge.timeout {
@@ -1426,6 +1429,8 @@ impl Dispatcher {
         }
         self.shutdown = Some(end);
         self.state.phase = Some(Phase::Stopping);
+        // Service manager hook (sdnotify): shutdown has begun.
+        crate::sdnotify::notify("STOPPING=1\nSTATUS=stopping the stack");
         for u in &mut self.units {
             u.abort_probes();
             if matches!(u.status, S::Backoff) {
@@ -1507,6 +1512,8 @@ impl Dispatcher {
         self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
         self.record_history();
         self.flush();
+        // Service manager hook (sdnotify): every component is ready and the state file says so.
+        crate::sdnotify::notify(&format!("READY=1\nSTATUS=ready: {}", summary.join(", ")));
         // The boot's peak (config parsing, a thousand launches, the history and the textfile)
         // is over: hand the freed heap back so a long-running supervisor stays small.
         // SAFETY: malloc_trim only releases free memory of the allocator razar already uses.
