@@ -5,3 +5,7 @@
 //! I/O, and no parser panics on any input.
 
 pub mod agents;
+pub mod transport;
+
+#[cfg(test)]
+pub(crate) mod tests;
