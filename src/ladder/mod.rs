@@ -1,10 +1,9 @@
-//! The escalation ladder's repair agents (DESIGN §9): the request each protocol sends and how
-//! its reply becomes a [`agents::Suggestion`].
-//!
-//! Only the pure half lives here so far: request bodies and reply parsers. Nothing here does
-//! I/O, and no parser panics on any input.
+//! The escalation ladder's repair agents (DESIGN §9): what each protocol sends and how its
+//! reply becomes a suggestion (`agents`), how an agent is called over HTTP (`transport`), and
+//! the failure context and invocation journal of a round (`context`).
 
 pub mod agents;
+pub mod context;
 pub mod transport;
 
 #[cfg(test)]
