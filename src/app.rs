@@ -73,6 +73,7 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Stop(args) => commands::operate::run(&paths, Verb::Stop, args).await,
         Command::Start(args) => commands::operate::run(&paths, Verb::Start, args).await,
         Command::Rollback(args) => commands::rollback::run(&paths, args).await,
+        Command::Handover(args) => commands::handover::run(&paths, args).await,
     }
 }
 

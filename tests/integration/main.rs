@@ -13,6 +13,7 @@ mod crown;
 mod crown_state;
 mod faults;
 mod faults_process;
+mod handover;
 mod layers;
 mod metrics;
 mod operate;
