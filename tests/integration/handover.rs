@@ -234,3 +234,23 @@ fn usage_errors_exit_2() {
     assert!(out.stderr.contains("FIXER_API_KEY"), "{}", out.stderr);
     assert!(server.requests.lock().unwrap().is_empty(), "no usage error reaches the agent");
 }
+
+/// The vLLM, Ollama and llama.cpp examples of docs/agents.md resolve as written.
+#[test]
+fn the_documented_openai_compatible_examples_resolve() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/agents.md")).unwrap();
+    let section = docs.split("## Pointing razar at any OpenAI-compatible server").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let examples: Vec<&str> = section.split("```json\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert_eq!(examples.len(), 3);
+    for example in examples {
+        let mut r = Razar::new();
+        for var in ["LOCAL_VLLM_API_KEY", "OLLAMA_API_KEY", "LLAMACPP_API_KEY"] {
+            r.env(var, "unused");
+        }
+        r.write("config/razar_ai_agents.json", example);
+        let out = r.run(&["agents", "check", "--json"]);
+        out.expect_code(0);
+        assert!(out.stdout.contains("openai-chat"), "{}", out.stdout);
+    }
+}
