@@ -7,12 +7,21 @@
 //! razar). The three variables are removed from razar's own environment before any thread or
 //! child exists, so no component, probe, stop command, launcher or pip ever inherits them.
 
+use std::collections::BTreeMap;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::state::Phase;
 
 static TARGET: OnceLock<Option<SocketAddr>> = OnceLock::new();
+
+/// When the last `STATUS=` line went out: they are rate-limited to one a second.
+static LAST_STATUS: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// The shortest interval between two `STATUS=` lines while booting and supervising.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads and removes `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, and starts the watchdog
 /// pings when asked for. Call first thing in `main`, while razar is still single-threaded.
@@ -73,6 +82,44 @@ pub fn send(message: &str) {
     }
 }
 
+/// Whether a `STATUS=` line may go out now: there is a manager to hear it and the last one is at
+/// least a second old. Cheap enough to ask on every state write.
+pub fn status_due() -> bool {
+    if !matches!(TARGET.get(), Some(Some(_))) {
+        return false;
+    }
+    let Ok(mut last) = LAST_STATUS.lock() else { return false };
+    let now = Instant::now();
+    if last.is_some_and(|t| now.duration_since(t) < STATUS_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
+/// `STATUS=booting|ready|stopping: N components: 3 running, 1 starting`.
+pub fn status<'a>(phase: Option<Phase>, states: impl Iterator<Item = &'a str>) {
+    send(&format!("STATUS={}", status_line(phase, states)));
+}
+
+fn status_line<'a>(phase: Option<Phase>, states: impl Iterator<Item = &'a str>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut total = 0;
+    for s in states {
+        *counts.entry(s).or_default() += 1;
+        total += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let phase = match phase {
+        Some(Phase::Handshake) | Some(Phase::Launching) | None => "booting",
+        Some(Phase::Ready) => "ready",
+        Some(Phase::Stopping) => "stopping",
+        Some(Phase::Stopped) => "stopped",
+        Some(Phase::Halted) => "halted",
+    };
+    format!("{phase}: {total} components: {}", summary.join(", "))
+}
+
 /// Every component is ready: `READY=1` with the state counts.
 pub fn ready(status: &str) {
     send(&format!("READY=1\nSTATUS={status}"));
@@ -95,6 +142,12 @@ mod tests {
         assert_eq!(watchdog_period(Some("0"), None, 7), None);
         assert_eq!(watchdog_period(None, None, 7), None);
         assert_eq!(watchdog_period(Some("junk"), None, 7), None);
+    }
+
+    #[test]
+    fn status_lines_carry_the_phase_and_counts() {
+        let line = status_line(Some(Phase::Ready), ["running", "starting", "running"].into_iter());
+        assert_eq!(line, "ready: 3 components: 2 running, 1 starting");
     }
 
     #[test]

@@ -56,6 +56,10 @@ fn ready_only_after_the_last_component_then_watchdog_and_stopping_on_sigterm() {
     let before = receive(&sock, Duration::from_millis(600), "READY=1");
     assert!(!has(&before, "READY=1"), "READY=1 before the last component was ready: {before:?}");
     assert!(has(&before, "WATCHDOG=1"), "no WATCHDOG=1 in 600 ms with WATCHDOG_USEC=200000: {before:?}");
+    assert!(
+        before.iter().any(|m| m.lines().any(|l| l.starts_with("STATUS=booting: 2 components: "))),
+        "no STATUS line with the counts while booting: {before:?}"
+    );
     assert!(!ready_event(&r, "last"));
     r.write("go", "");
     let after = receive(&sock, Duration::from_secs(30), "READY=1");
