@@ -18,5 +18,6 @@ mod metrics;
 mod operate;
 mod quarantine;
 mod repair;
+mod sdnotify;
 mod status;
 mod supervise;

@@ -46,6 +46,10 @@ impl Dispatcher {
     pub(super) fn write_state(&mut self, durable: bool) {
         self.last_flush = Instant::now();
         self.refresh_state();
+        // Status hook: razar's own service manager gets the state counts, at most once a second.
+        if crate::sdnotify::status_due() {
+            crate::sdnotify::status(self.state.phase, self.units.iter().map(|u| u.status.as_str()));
+        }
         if let Some(board) = &self.opts.board {
             let (cols, rows) = crate::progress::terminal_size();
             let elapsed = self.started.elapsed().as_secs_f64();

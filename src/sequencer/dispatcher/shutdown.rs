@@ -26,6 +26,8 @@ impl Dispatcher {
         }
         self.shutdown = Some(end);
         self.state.phase = Some(Phase::Stopping);
+        // Shutdown hook: razar's own service manager (Type=notify) learns the stack is stopping.
+        crate::sdnotify::stopping();
         for u in &mut self.units {
             u.abort_probes();
             if matches!(u.status, S::Backoff) {
@@ -107,6 +109,8 @@ impl Dispatcher {
         self.event("boot", "", "ready", Some(json!({"seconds": secs, "states": counts})));
         self.record_history();
         self.flush();
+        // Readiness hook: razar's own service manager (Type=notify) learns the stack is ready.
+        crate::sdnotify::ready(&format!("{} components: {}", self.units.len(), summary.join(", ")));
         // The boot's peak (config parsing, a thousand launches, the history and the textfile)
         // is over: hand the freed heap back so a long-running supervisor stays small.
         // SAFETY: malloc_trim only releases free memory of the allocator razar already uses.
