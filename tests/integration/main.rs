@@ -19,5 +19,6 @@ mod operate;
 mod quarantine;
 mod repair;
 mod sdnotify;
+mod secrets;
 mod status;
 mod supervise;
