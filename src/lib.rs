@@ -52,6 +52,7 @@ pub mod redact;
 pub mod repair;
 pub mod roster;
 pub mod schema;
+pub mod sdnotify;
 pub mod sequencer;
 pub mod state;
 pub mod supervise;

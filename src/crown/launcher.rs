@@ -90,8 +90,8 @@ pub async fn run_launcher(
         ..LaunchRecord::not_configured(model)
     };
     let mut cmd = tokio::process::Command::new(launcher);
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.current_dir(cwd)
-        .env_remove("CROWN_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -69,8 +69,8 @@ fn truncate(mut s: String) -> String {
 /// Returns success and the combined output.
 pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool, String) {
     let mut cmd = tokio::process::Command::new(&argv[0]);
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.args(&argv[1..])
-        .env_remove(crate::supervise::SECRET_ENV)
         .envs(&ctx.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -52,8 +52,8 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     let (reader, writer) = pipe().map_err(SpawnError::Pipe)?;
     let writer2 = writer.try_clone().map_err(SpawnError::Pipe)?;
     let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    super::secrets::scrub(&mut cmd);
     cmd.args(&spec.argv[1..])
-        .env_remove(super::SECRET_ENV)
         .envs(&spec.env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(writer))

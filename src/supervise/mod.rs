@@ -6,6 +6,7 @@ pub mod leftovers;
 pub mod output;
 pub mod procfs;
 pub mod reaper;
+pub mod secrets;
 pub mod terminate;
 
 /// Descriptors reserved up front for a boot: enough for a thousand components (a pipe and a
@@ -33,9 +34,6 @@ pub fn prepare_for_many_children() {
         }
     }
 }
-
-/// razar's own secret: never passed on to a component, probe or stop command.
-pub const SECRET_ENV: &str = "CROWN_TOKEN";
 
 /// Kills a child's whole process group if dropped while armed: for work that may be
 /// cancelled half way (an exec probe whose component became ready or was stopped).

@@ -19,5 +19,7 @@ mod metrics;
 mod operate;
 mod quarantine;
 mod repair;
+mod sdnotify;
+mod secrets;
 mod status;
 mod supervise;
