@@ -18,6 +18,8 @@ const DIFF: &str = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1 +1 @@\n-print(1/0)
 enum Answer {
     Json(u16, Value),
     Hang,
+    /// These bytes as the whole reply.
+    Raw(String),
     /// `200` declaring and streaming this many bytes of JSON-ish filler.
     Huge(usize),
 }
@@ -66,6 +68,9 @@ fn agent(answers: Vec<Answer>) -> Agent {
                     );
                 }
                 Answer::Hang => held.push(s),
+                Answer::Raw(bytes) => {
+                    let _ = s.write_all(bytes.as_bytes());
+                }
                 Answer::Huge(n) => {
                     let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n");
                     let chunk = vec![b' '; 64 * 1024];
@@ -253,4 +258,34 @@ fn the_documented_openai_compatible_examples_resolve() {
         out.expect_code(0);
         assert!(out.stdout.contains("openai-chat"), "{}", out.stdout);
     }
+}
+
+#[test]
+fn garbage_and_a_redirect_elsewhere_are_agent_errors_journaled_as_failures() {
+    let garbage = "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\n<html>!!!".to_string();
+    let redirect =
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://localhost:9/steal\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            .to_string();
+    for (answer, says) in [(garbage, "not JSON"), (redirect, "redirect to another host refused")] {
+        let server = agent(vec![Answer::Raw(answer)]);
+        let r = root(&server.url, "openai-chat", 10);
+        let out = r.run(&["handover", "api", "--dry-run"]);
+        out.expect_code(13);
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+        assert_eq!(server.requests.lock().unwrap().len(), 1);
+        assert_eq!(journal(&r)[0]["status"], "failure");
+        assert!(!r.path("logs/suggestions").exists(), "no suggestion saved");
+        assert_no_canary(&r, &out);
+    }
+}
+
+#[test]
+fn a_context_file_reaches_the_agent() {
+    let server = agent(vec![Answer::Json(200, tool_call_reply())]);
+    let r = root(&server.url, "openai-chat", 10);
+    r.write("notes.txt", "the database moved to port 5433");
+    r.run(&["handover", "api", "--dry-run", "--context", "notes.txt"]).expect_code(0);
+    let (_, body) = &server.requests.lock().unwrap()[0];
+    assert!(body.to_string().contains("the database moved to port 5433"));
+    r.run(&["handover", "api", "--dry-run", "--context", "missing.txt"]).expect_code(2);
 }
