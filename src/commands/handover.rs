@@ -8,7 +8,7 @@
 //! (unreachable, timeout, HTTP error, unusable reply); 2 bad usage, an unknown component or
 //! agent, an unsupported protocol or a missing credential.
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 
 use serde_json::{Value, json};
 
@@ -130,7 +130,9 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
                 }
                 crate::outln!("saved: {shown}");
                 crate::outln!("");
-                crate::outln!("{}", s.patch.trim_end());
+                let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+                let diff = s.patch.trim_end();
+                crate::outln!("{}", if colour { coloured(diff) } else { diff.to_string() });
             }
             Ok(exit::SUCCESS)
         }
@@ -171,4 +173,37 @@ fn save(paths: &Paths, component: &str, agent: &str, s: &Suggestion) -> Result<s
     let bytes = serde_json::to_vec_pretty(&record).map_err(|e| Error::Internal(e.to_string()))?;
     fsutil::atomic_write(&path, &bytes, 0o600)?;
     Ok(path)
+}
+
+/// `diff` with ANSI colours: additions green, removals red, hunk headers cyan, file headers bold.
+fn coloured(diff: &str) -> String {
+    diff.lines()
+        .map(|line| {
+            let code = if line.starts_with("+++") || line.starts_with("---") {
+                "1"
+            } else if line.starts_with('+') {
+                "32"
+            } else if line.starts_with('-') {
+                "31"
+            } else if line.starts_with("@@") {
+                "36"
+            } else {
+                return line.to_string();
+            };
+            format!("\x1b[{code}m{line}\x1b[0m")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn diffs_are_coloured_line_by_line() {
+        let diff = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-old\n+new\n same";
+        assert_eq!(
+            super::coloured(diff),
+            "\x1b[1m--- a/x\x1b[0m\n\x1b[1m+++ b/x\x1b[0m\n\x1b[36m@@ -1 +1 @@\x1b[0m\n\x1b[31m-old\x1b[0m\n\x1b[32m+new\x1b[0m\n same"
+        );
+    }
 }
