@@ -22,6 +22,7 @@ use crate::ladder::agents::openai_chat::OpenaiChat;
 use crate::ladder::agents::vllm_completions::VllmCompletions;
 use crate::ladder::agents::{Agent as Protocolled, AgentError, Settings, Suggestion};
 use crate::ladder::context::{self, Invocation};
+use crate::ladder::policy;
 use crate::ladder::transport::Transport;
 use crate::paths::Paths;
 use crate::roster::{self, Protocol};
@@ -113,6 +114,9 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
         timestamp_iso: clock::iso(now),
     };
     context::journal(paths, &record)?;
+    if outcome.is_err() && args.agent.is_none() {
+        climb(paths, &roster, agent.index, component.name.as_str(), &error)?;
+    }
 
     match outcome {
         Ok(s) => {
@@ -157,6 +161,20 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
             Ok(code)
         }
     }
+}
+
+/// After a round without a patch by the roster's active agent: moves `active` on when that
+/// agent's run of such rounds for `component` reached `RAZAR_RSTAR_THRESHOLD` (DESIGN §9.3).
+fn climb(paths: &Paths, roster: &roster::Roster, current: usize, component: &str, error: &str) -> Result<()> {
+    let threshold = policy::threshold(std::env::var("RAZAR_RSTAR_THRESHOLD").ok().as_deref());
+    let from = roster.agents[current].label();
+    let run = policy::failed_run(&context::records(paths, component), &from);
+    let Some(next) = policy::next_agent(current, roster.agents.len(), run, threshold) else { return Ok(()) };
+    let to = roster.agents[next].label();
+    policy::set_active(&roster.file, &to).map_err(|e| Error::Internal(e.to_string()))?;
+    context::journal_escalation(paths, component, error, &from, &to)?;
+    crate::errln!("razar: {from} brought no patch for {component} in {run} rounds in a row; the ladder moves to {to}");
+    Ok(())
 }
 
 enum Failure {

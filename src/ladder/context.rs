@@ -72,7 +72,20 @@ pub fn attempts(paths: &Paths, component: &str) -> u32 {
         as u32
 }
 
-fn records(paths: &Paths, component: &str) -> Vec<Value> {
+/// Records that the ladder moved `component`'s rounds from agent `from` to `to` (DESIGN §9.4:
+/// `event: escalation`, `agent` the new one, `agent_original` the old one).
+pub fn journal_escalation(paths: &Paths, component: &str, error: &str, from: &str, to: &str) -> Result<(), FsError> {
+    let now = crate::clock::epoch();
+    let record = serde_json::json!({
+        "component": component, "attempt": attempts(paths, component), "error": error, "patched": false,
+        "status": "failure", "event": "escalation", "agent": to, "agent_original": from,
+        "timestamp": now, "timestamp_iso": crate::clock::iso(now),
+    });
+    append_jsonl(&paths.join(INVOCATIONS), &record)
+}
+
+/// Every journal record of `component`, oldest first (unreadable lines skipped).
+pub fn records(paths: &Paths, component: &str) -> Vec<Value> {
     let Ok(file) = std::fs::File::open(paths.join(INVOCATIONS)) else { return Vec::new() };
     BufReader::new(file)
         .lines()

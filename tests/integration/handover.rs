@@ -289,3 +289,41 @@ fn a_context_file_reaches_the_agent() {
     assert!(body.to_string().contains("the database moved to port 5433"));
     r.run(&["handover", "api", "--dry-run", "--context", "missing.txt"]).expect_code(2);
 }
+
+#[test]
+fn the_ladder_climbs_after_the_threshold_and_stops_at_the_last_agent() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}/v1", l.local_addr().unwrap().port())
+    };
+    let mut r = root(&closed, "openai-chat", 2);
+    // Keys, spacing and an unknown top-level key that must survive byte for byte.
+    let roster = format!(
+        "{{\n  \"note\": \"kept as written\",\n  \"active\": \"a\",\n  \"agents\": [\n    \
+         {{\"name\": \"a\", \"endpoint\": \"{closed}\", \"protocol\": \"openai-chat\", \"timeout\": 2}},\n    \
+         {{\"name\": \"b\", \"endpoint\": \"{closed}\", \"protocol\": \"openai-chat\", \"timeout\": 2}},\n    \
+         {{\"name\": \"c\", \"endpoint\": \"{closed}\", \"protocol\": \"openai-chat\", \"timeout\": 2}}\n  ]\n}}\n"
+    );
+    r.write("config/razar_ai_agents.json", &roster);
+    for var in ["A_API_KEY", "B_API_KEY", "C_API_KEY"] {
+        r.env(var, CANARY);
+    }
+    r.env("RAZAR_RSTAR_THRESHOLD", "2");
+    let mut actives = Vec::new();
+    for _ in 0..7 {
+        r.run(&["handover", "api", "--dry-run"]).expect_code(13);
+        actives.push(r.json("config/razar_ai_agents.json")["active"].as_str().unwrap().to_owned());
+    }
+    let records = journal(&r);
+    let rounds: Vec<&str> =
+        records.iter().filter(|e| e["event"] == "attempt").map(|e| e["agent"].as_str().unwrap()).collect();
+    assert_eq!(rounds, ["a", "a", "b", "b", "c", "c", "c"]);
+    let climbs: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|e| e["event"] == "escalation")
+        .map(|e| (e["agent_original"].as_str().unwrap(), e["agent"].as_str().unwrap()))
+        .collect();
+    assert_eq!(climbs, [("a", "b"), ("b", "c")], "no wrap-around past the last agent");
+    assert_eq!(actives, ["a", "b", "b", "c", "c", "c", "c"]);
+    assert_eq!(r.read("config/razar_ai_agents.json"), roster.replace("\"active\": \"a\"", "\"active\": \"c\""));
+}
