@@ -115,7 +115,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
     };
     context::journal(paths, &record)?;
     if outcome.is_err() && args.agent.is_none() {
-        climb(paths, &roster, agent.index, component.name.as_str(), &error)?;
+        climb(paths, &roster, agent.index, component.name.as_str(), &error).await?;
     }
 
     match outcome {
@@ -165,7 +165,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
 
 /// After a round without a patch by the roster's active agent: moves `active` on when that
 /// agent's run of such rounds for `component` reached `RAZAR_RSTAR_THRESHOLD` (DESIGN §9.3).
-fn climb(paths: &Paths, roster: &roster::Roster, current: usize, component: &str, error: &str) -> Result<()> {
+async fn climb(paths: &Paths, roster: &roster::Roster, current: usize, component: &str, error: &str) -> Result<()> {
     let threshold = policy::threshold(std::env::var("RAZAR_RSTAR_THRESHOLD").ok().as_deref());
     let from = roster.agents[current].label();
     let run = policy::failed_run(&context::records(paths, component), &from);
@@ -174,6 +174,21 @@ fn climb(paths: &Paths, roster: &roster::Roster, current: usize, component: &str
     policy::set_active(&roster.file, &to).map_err(|e| Error::Internal(e.to_string()))?;
     context::journal_escalation(paths, component, error, &from, &to)?;
     crate::errln!("razar: {from} brought no patch for {component} in {run} rounds in a row; the ladder moves to {to}");
+    let escalations = context::records(paths, component)
+        .iter()
+        .filter(|r| r.get("event").and_then(serde_json::Value::as_str) == Some("escalation"))
+        .count() as u32;
+    let warn_at = std::env::var("RAZAR_ESCALATION_WARNING_THRESHOLD")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(policy::DEFAULT_WARNING_THRESHOLD);
+    if policy::warn_of_escalations(escalations, warn_at) {
+        let client = reqwest::Client::builder().build().map_err(|e| Error::Internal(e.to_string()))?;
+        let alerts = crate::alerts::Alerts::new(paths, crate::alerts::webhook_from_env(), client);
+        let message = format!("{component} escalated {escalations} times; the ladder is now at {to}");
+        let context = json!({"component": component, "escalations": escalations, "agent": to, "agent_original": from});
+        alerts.raise(message, crate::alerts::Severity::Warning, context).await?;
+    }
     Ok(())
 }
 

@@ -36,6 +36,15 @@ pub fn failed_run(records: &[Value], agent: &str) -> u32 {
     n
 }
 
+/// Escalations of one component at which an alert is raised, when
+/// `RAZAR_ESCALATION_WARNING_THRESHOLD` is unset (DESIGN §7).
+pub const DEFAULT_WARNING_THRESHOLD: u32 = 3;
+
+/// True when `escalations` of one component reached the warning threshold (`0`: never).
+pub fn warn_of_escalations(escalations: u32, threshold: u32) -> bool {
+    threshold > 0 && escalations >= threshold
+}
+
 /// The index of the agent to escalate to from `current` of `count` agents, after a run of
 /// `failed` rounds: `None` to stay (below the threshold, escalation off, or the last agent).
 pub fn next_agent(current: usize, count: usize, failed: u32, threshold: u32) -> Option<usize> {
@@ -118,6 +127,7 @@ mod tests {
         assert_eq!(failed_run(&records, "a"), 2, "a success ends the run; other events do not count");
         assert_eq!(failed_run(&records, "b"), 0);
         assert_eq!(failed_run(&[rec("b", "failure"), rec("a", "failure")], "a"), 1, "another agent's round ends it");
+        assert!(!warn_of_escalations(2, 3) && warn_of_escalations(3, 3) && !warn_of_escalations(9, 0));
     }
 
     #[test]

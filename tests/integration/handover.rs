@@ -309,6 +309,7 @@ fn the_ladder_climbs_after_the_threshold_and_stops_at_the_last_agent() {
         r.env(var, CANARY);
     }
     r.env("RAZAR_RSTAR_THRESHOLD", "2");
+    r.env("RAZAR_ESCALATION_WARNING_THRESHOLD", "2");
     let mut actives = Vec::new();
     for _ in 0..7 {
         r.run(&["handover", "api", "--dry-run"]).expect_code(13);
@@ -325,5 +326,13 @@ fn the_ladder_climbs_after_the_threshold_and_stops_at_the_last_agent() {
         .collect();
     assert_eq!(climbs, [("a", "b"), ("b", "c")], "no wrap-around past the last agent");
     assert_eq!(actives, ["a", "b", "b", "c", "c", "c", "c"]);
+    // The second escalation reached the warning threshold: one alert.
+    let alerts: Vec<Value> = std::fs::read_dir(r.path("monitoring/alerts"))
+        .unwrap()
+        .map(|e| serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["severity"], "warning");
+    assert_eq!(alerts[0]["context"]["escalations"], 2);
     assert_eq!(r.read("config/razar_ai_agents.json"), roster.replace("\"active\": \"a\"", "\"active\": \"c\""));
 }
