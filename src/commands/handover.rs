@@ -18,7 +18,9 @@ use crate::config::{ProcessEnv, load};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::fsutil;
+use crate::ladder::agents::kimicho::Kimicho;
 use crate::ladder::agents::openai_chat::OpenaiChat;
+use crate::ladder::agents::patch_service::PatchService;
 use crate::ladder::agents::vllm_completions::VllmCompletions;
 use crate::ladder::agents::{Agent as Protocolled, AgentError, Settings, Suggestion};
 use crate::ladder::context::{self, Invocation};
@@ -68,9 +70,11 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
     let protocol: Box<dyn Protocolled + Send + Sync> = match agent.protocol {
         Some(Protocol::OpenaiChat) => Box::new(OpenaiChat),
         Some(Protocol::VllmCompletions) => Box::new(VllmCompletions),
+        Some(Protocol::PatchService) => Box::new(PatchService),
+        Some(Protocol::Kimicho) => Box::new(Kimicho),
         other => {
             return Err(Error::Usage(format!(
-                "agent {label}: protocol {} is not supported by `razar handover` yet (openai-chat and vllm-completions are)",
+                "agent {label}: protocol {} is not supported by `razar handover` yet (openai-chat, vllm-completions, patch-service and kimicho are)",
                 other.map_or_else(|| "unknown".to_string(), |p| format!("{p:?}"))
             )));
         }
@@ -89,11 +93,17 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
     }
     let settings =
         Settings { model: agent.model.clone().unwrap_or_else(|| label.clone()), temperature: 0.2, max_tokens: 4096 };
-    let body = protocol.request(&settings, &ctx);
+    let mut body = protocol.request(&settings, &ctx);
+    if protocol.token_in_body()
+        && let (Some(c), Value::Object(obj)) = (credential.as_ref(), &mut body)
+    {
+        obj.insert("auth_token".into(), Value::String(c.secret.expose().to_owned()));
+    }
     let transport = Transport::new().map_err(Error::Internal)?;
     let secret = credential.as_ref().map(|c| &c.secret);
     let started = std::time::Instant::now();
-    let reply = transport.post_json(endpoint.join(protocol.path()), secret, &body, agent.timeout).await;
+    let url = if protocol.path().is_empty() { endpoint.url().clone() } else { endpoint.join(protocol.path()) };
+    let reply = transport.post_json(url, secret, &body, agent.timeout).await;
     let (outcome, retries) = match reply {
         Ok(r) => (protocol.suggest(&r.body).map_err(Failure::Agent), r.retries),
         Err(e) => (Err(Failure::Transport(e.to_string())), e.retries),

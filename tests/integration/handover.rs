@@ -130,6 +130,8 @@ fn every_protocol_and_reply_form_yields_the_same_diff() {
         ("openai-chat", tool_call_reply(), "POST /v1/chat/completions "),
         ("openai-chat", fenced, "POST /v1/chat/completions "),
         ("vllm-completions", vllm, "POST /v1/completions "),
+        ("patch-service", json!([{"summary": "no patch here"}, {"patch": DIFF, "summary": "fix"}]), "POST /v1 "),
+        ("kimicho", json!({"text": DIFF}), "POST /v1 "),
     ] {
         let server = agent(vec![Answer::Json(200, reply)]);
         let r = root(&server.url, protocol, 10);
@@ -151,6 +153,8 @@ fn every_protocol_and_reply_form_yields_the_same_diff() {
             lower.contains(&format!("authorization: bearer {CANARY}"))
                 && lower.contains(&format!("x-api-key: {CANARY}"))
         );
+        // Only the upstream patch-service contract carries the token in the body too.
+        assert_eq!(body.get("auth_token").and_then(Value::as_str), (protocol == "patch-service").then_some(CANARY));
         let sent = body.to_string();
         for needle in ["print(1/0)", "log line 60", "log line 11", "ZeroDivisionError"] {
             assert!(sent.contains(needle), "{protocol}: request lacks {needle}");

@@ -1,7 +1,9 @@
 //! One module per protocol behind [`Agent`]: build the request body from the failure context,
 //! turn the reply body into a [`Suggestion`]. A new protocol is one new file.
 
+pub mod kimicho;
 pub mod openai_chat;
+pub mod patch_service;
 pub mod vllm_completions;
 
 use std::fmt;
@@ -44,8 +46,13 @@ pub struct Settings {
 
 /// A protocol: where to POST, what to send, how to read the answer.
 pub trait Agent {
-    /// The path joined to the endpoint (`chat/completions`).
+    /// The path joined to the endpoint (`chat/completions`); empty: the endpoint itself.
     fn path(&self) -> &'static str;
+    /// True when the credential also travels in the body as `auth_token` (the upstream
+    /// patch-service contract), besides the headers every agent gets.
+    fn token_in_body(&self) -> bool {
+        false
+    }
     /// The request body for one round over `context` (the failure context JSON).
     fn request(&self, settings: &Settings, context: &Value) -> Value;
     /// The suggestion in a reply body.

@@ -155,11 +155,17 @@ fn parsers_never_panic_on_garbage() {
         }
         let _ = OpenaiChat.suggest(&body);
         let _ = VllmCompletions.suggest(&body);
+        let _ = super::patch_service::PatchService.suggest(&body);
+        let _ = super::kimicho::Kimicho.suggest(&body);
         if let Ok(text) = std::str::from_utf8(&body) {
             let _ = fenced_diff(text);
-            let wrapped = json!({"choices": [{"text": text, "message": {"content": text}}]}).to_string();
+            let wrapped =
+                json!({"choices": [{"text": text, "message": {"content": text}}], "text": text, "patch": text})
+                    .to_string();
             let _ = OpenaiChat.suggest(wrapped.as_bytes());
             let _ = VllmCompletions.suggest(wrapped.as_bytes());
+            let _ = super::patch_service::PatchService.suggest(wrapped.as_bytes());
+            let _ = super::kimicho::Kimicho.suggest(wrapped.as_bytes());
         }
     }
 }
