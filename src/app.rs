@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 /// Parses `args`, runs the command, prints any error once and returns the exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> u8 {
+    // Before any thread exists: razar's own service manager variables never reach a child.
+    crate::sdnotify::take_from_env();
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -73,6 +75,7 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Stop(args) => commands::operate::run(&paths, Verb::Stop, args).await,
         Command::Start(args) => commands::operate::run(&paths, Verb::Start, args).await,
         Command::Rollback(args) => commands::rollback::run(&paths, args).await,
+        Command::Handover(args) => commands::handover::run(&paths, args).await,
     }
 }
 

@@ -76,6 +76,40 @@ pub enum Command {
     /// snapshot; refuses, changing nothing, when a file changed since razar wrote it.
     #[command(after_help = ROLLBACK_EXIT_CODES)]
     Rollback(RollbackArgs),
+    /// One repair round outside boot: send the component's failure context to the roster's
+    /// active agent and print its suggested patch (`--dry-run`: no file is changed).
+    #[command(after_help = HANDOVER_EXIT_CODES)]
+    Handover(HandoverArgs),
+}
+
+const HANDOVER_EXIT_CODES: &str = "Exit codes: 0 suggestion received; 12 the agent offered no patch; \
+                                   13 agent error (unreachable, timeout, HTTP error, unusable reply); \
+                                   2 bad usage, unknown component or agent, unsupported protocol or \
+                                   missing credential. See docs/agents.md.";
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    /// The failing component.
+    #[arg(value_name = "COMPONENT")]
+    pub component: String,
+    /// The error to report to the agent.
+    #[arg(long, value_name = "MSG")]
+    pub error: Option<String>,
+    /// Ask this roster agent instead of the active one.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    /// A file whose text is added to the failure context (first 64 KiB).
+    #[arg(long, value_name = "F")]
+    pub context: Option<PathBuf>,
+    /// Print and save the suggestion, change no file (required: applying is not available yet).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// One JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The boot config (default config/boot_config.json under the root).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 const ROLLBACK_EXIT_CODES: &str = "Exit codes: 0 done (also: nothing to revert); 2 --patch names no \

@@ -19,6 +19,11 @@ pub const NO_BOOT: u8 = 7;
 /// `razar rollback` refused: a file changed since razar wrote it, or a backup is missing.
 /// Nothing was changed.
 pub const ROLLBACK_REFUSED: u8 = 10;
+/// `razar handover`: the agent answered but offered no patch.
+pub const NO_PATCH: u8 = 12;
+/// `razar handover`: the agent was unreachable, timed out, answered an HTTP error or an
+/// unusable reply.
+pub const AGENT_ERROR: u8 = 13;
 /// Internal error: an I/O failure or a bug. The message says what.
 pub const INTERNAL: u8 = 70;
 /// The terminal hung up (SIGHUP, 128 + 1); the stack was stopped in order.
@@ -39,6 +44,8 @@ pub const TABLE: &[(u8, &str)] = &[
     (NOT_READY, "--wait / --wait-ready gave up: failed, stopped or timed out"),
     (NO_BOOT, "restart/stop/start: no boot is running on this root"),
     (ROLLBACK_REFUSED, "rollback refused: a file changed since razar wrote it (nothing changed)"),
+    (NO_PATCH, "handover: the agent offered no patch"),
+    (AGENT_ERROR, "handover: agent unreachable, timed out, HTTP error or unusable reply"),
     (INTERNAL, "internal error (I/O failure or bug)"),
     (SIGHUP, "terminal hung up (SIGHUP); stack stopped"),
     (SIGINT, "interrupted by SIGINT; stack stopped"),

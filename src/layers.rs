@@ -237,7 +237,7 @@ async fn run(argv: &[OsString], timeout: Duration) -> Result<String, Failure> {
     let (reader, writer) = io::pipe().map_err(|e| io_failure("creating a pipe for", e))?;
     let writer2 = writer.try_clone().map_err(|e| io_failure("creating a pipe for", e))?;
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    crate::supervise::strip_inherited(cmd.as_std_mut());
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(writer)

@@ -41,6 +41,7 @@ pub mod fsutil;
 #[cfg(test)]
 mod fuzz;
 pub mod journal;
+pub mod ladder;
 pub mod layers;
 pub mod metrics;
 pub mod paths;

@@ -331,19 +331,41 @@ fn stack_labels<'a>(cfg: &'a Config, agents: &'a [String]) -> metrics::StackLabe
 }
 
 /// The roster's agent names, for their series; none when there is no usable roster file (the
-/// boot does not depend on it).
+/// boot does not depend on it). Also makes the agents' credential variables known as secrets,
+/// so no child inherits them.
 fn roster_agents(paths: &Paths) -> Vec<String> {
     let file = paths.join(crate::roster::FILE);
     if !file.exists() {
         return Vec::new();
     }
     match crate::roster::load(&file, &ProcessEnv) {
-        Ok(roster) => roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect(),
+        Ok(roster) => {
+            crate::supervise::secrets::add_known(credential_variables(&roster));
+            roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect()
+        }
         Err(d) => {
             tracing::warn!("{}: {}: {}; its agents have no metrics series yet", d.file.display(), d.field, d.message);
             Vec::new()
         }
     }
+}
+
+/// Every variable an agent's credential may come from: its own names, and a `${VAR}` its
+/// roster entry points at.
+fn credential_variables(roster: &crate::roster::Roster) -> Vec<String> {
+    let mut names = Vec::new();
+    for agent in roster.agents.iter().filter(|a| !a.name.is_empty()) {
+        names.extend(crate::roster::credentials::variables(&agent.name));
+        if let Ok(Some(crate::roster::Credential {
+            source: crate::roster::CredentialSource::Env { variable }, ..
+        })) = &agent.credential
+        {
+            names.push(variable.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,

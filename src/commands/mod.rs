@@ -5,6 +5,7 @@ pub mod agents;
 pub mod analyze;
 pub mod boot;
 pub mod completions;
+pub mod handover;
 pub mod handshake;
 pub mod man;
 pub mod operate;

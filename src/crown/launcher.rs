@@ -90,7 +90,7 @@ pub async fn run_launcher(
         ..LaunchRecord::not_configured(model)
     };
     let mut cmd = tokio::process::Command::new(launcher);
-    crate::supervise::strip_inherited(cmd.as_std_mut());
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -69,7 +69,7 @@ fn truncate(mut s: String) -> String {
 /// Returns success and the combined output.
 pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool, String) {
     let mut cmd = tokio::process::Command::new(&argv[0]);
-    crate::supervise::strip_inherited(cmd.as_std_mut());
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.args(&argv[1..])
         .envs(&ctx.env)
         .stdin(Stdio::null())

@@ -64,6 +64,14 @@ pub enum PromoteError {
     NoBackup(String),
 }
 
+impl PromoteError {
+    /// `path` holds `found` (a SHA-256, `None`: no file) where razar wrote `expected`.
+    pub fn changed(path: &str, expected: &Option<String>, found: &Option<String>) -> Self {
+        let show = |h: &Option<String>| h.clone().unwrap_or_else(|| "(no file)".into());
+        PromoteError::Changed { path: path.to_owned(), expected: show(expected), found: show(found) }
+    }
+}
+
 /// The SHA-256 of `bytes` in lowercase hex.
 pub fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -153,12 +161,7 @@ pub fn check_unchanged(paths: &RepairPaths, manifest: &Manifest) -> Result<(), P
     for f in &manifest.files {
         let found = file_sha256(&paths.root.join(&f.path))?;
         if found != f.sha256_after {
-            let show = |h: &Option<String>| h.clone().unwrap_or_else(|| "(no file)".into());
-            return Err(PromoteError::Changed {
-                path: f.path.clone(),
-                expected: show(&f.sha256_after),
-                found: show(&found),
-            });
+            return Err(PromoteError::changed(&f.path, &f.sha256_after, &found));
         }
     }
     Ok(())

@@ -31,12 +31,7 @@ pub fn check_chain(manifests: &[Manifest], current: &BTreeMap<String, Option<Str
         for f in &m.files {
             let found = state.get(&f.path).cloned().flatten();
             if found != f.sha256_after {
-                let show = |h: &Option<String>| h.clone().unwrap_or_else(|| "(no file)".into());
-                return Err(PromoteError::Changed {
-                    path: f.path.clone(),
-                    expected: show(&f.sha256_after),
-                    found: show(&found),
-                });
+                return Err(PromoteError::changed(&f.path, &f.sha256_after, &found));
             }
             state.insert(f.path.clone(), f.sha256_before.clone());
         }

@@ -149,7 +149,7 @@ fn run_one(
     let argv = test.argv();
     let (reader, writer) = std::io::pipe()?;
     let mut cmd = std::process::Command::new(&argv[0]);
-    crate::supervise::strip_inherited(&mut cmd);
+    crate::supervise::secrets::scrub(&mut cmd);
     cmd.args(&argv[1..])
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -175,7 +175,6 @@ async fn tcp(endpoint: &Endpoint, limit: Duration) -> (Outcome, String) {
 
 async fn opencode(limit: Duration) -> (Outcome, String) {
     let mut cmd = tokio::process::Command::new("opencode");
-    crate::supervise::strip_inherited(cmd.as_std_mut());
     cmd.arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

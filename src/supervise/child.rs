@@ -52,7 +52,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     let (reader, writer) = pipe().map_err(SpawnError::Pipe)?;
     let writer2 = writer.try_clone().map_err(SpawnError::Pipe)?;
     let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-    super::strip_inherited(cmd.as_std_mut());
+    super::secrets::scrub(&mut cmd);
     cmd.args(&spec.argv[1..])
         .envs(&spec.env)
         .stdin(Stdio::null())

@@ -6,6 +6,7 @@ pub mod leftovers;
 pub mod output;
 pub mod procfs;
 pub mod reaper;
+pub mod secrets;
 pub mod terminate;
 
 /// Descriptors reserved up front for a boot: enough for a thousand components (a pipe and a
@@ -31,22 +32,6 @@ pub fn prepare_for_many_children() {
         if fd >= 0 {
             libc::close(fd);
         }
-    }
-}
-
-/// razar's own secret: never passed on to a component, probe or stop command.
-pub const SECRET_ENV: &str = "CROWN_TOKEN";
-
-/// razar's own environment that no child (component, probe, stop command, layer build, launcher,
-/// repair test) inherits: its secrets and the service manager's notification variables, which
-/// address razar, not the child. A component's own `env` config may still set any of them.
-pub const NOT_INHERITED: &[&str] =
-    &[SECRET_ENV, "RAZAR_ALERT_WEBHOOK", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
-
-/// Removes [`NOT_INHERITED`] from what `cmd` passes on; call before any explicit `.envs(..)`.
-pub fn strip_inherited(cmd: &mut std::process::Command) {
-    for name in NOT_INHERITED {
-        cmd.env_remove(name);
     }
 }
 

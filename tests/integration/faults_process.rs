@@ -281,7 +281,12 @@ fn sigkill_mid_boot_and_after_ready_then_boot_and_resume_leave_no_duplicate_and_
     ]}));
     // 1. SIGKILL while `b` is still starting.
     let first = r.spawn(&["boot"]);
-    wait_until("b to be launched", Duration::from_secs(30), || (live_pids(&r, "b.pids").len() == 1).then_some(()));
+    // Launched and recorded: a SIGKILL between a spawn and its launch record is the one
+    // window a later boot cannot see into (docs/RELIABILITY.md).
+    wait_until("b to be launched and recorded", Duration::from_secs(30), || {
+        let recorded = std::fs::read_to_string(r.path(".razar/launched.jsonl")).unwrap_or_default();
+        (live_pids(&r, "b.pids").len() == 1 && recorded.contains("\"component\":\"b\"")).then_some(())
+    });
     assert_eq!(r.phase().as_deref(), Some("launching"));
     sigkill(first);
     assert_one_copy_each(&r);

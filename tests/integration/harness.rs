@@ -12,6 +12,9 @@ use serde_json::Value;
 /// Environment variables razar reads that must not leak in from the developer's shell.
 const SCRUBBED: &[&str] = &[
     "RAZAR_ROOT",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
     "CROWN_WS_URL",
     "CROWN_TOKEN",
     "RAZAR_CROWN_CA",
