@@ -398,3 +398,27 @@ fn a_crown_url_with_credentials_is_redacted_after_a_successful_handshake_too() {
         assert_nowhere(&r, &runs.iter().collect::<Vec<_>>(), needle);
     }
 }
+
+#[test]
+fn a_component_printing_a_gigabyte_keeps_razars_memory_flat_and_its_log_capped() {
+    let r = Razar::new();
+    // 1 GiB of output in 64 KiB lines, then the ready line; the log probe sees every line.
+    r.config(json!({"components": [
+        {"name": "chatty", "command": "head -c 1073741824 /dev/zero | tr '\\0' 'x' | fold -w 65536; echo; echo ready; exec sleep 60",
+         "health_check": {"log": "^ready$"}, "ready_timeout": "5m"}
+    ]}));
+    let mut boot = r.spawn(&["boot", "--no-metrics"]);
+    wait_until("ready after a gigabyte", Duration::from_secs(300), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    let peak = peak_rss_kib(boot.id());
+    eprintln!("razar peak RSS after draining 1 GiB: {peak} KiB");
+    assert!(peak < 64 * 1024, "razar's peak RSS grew to {peak} KiB while draining 1 GiB");
+    let total: u64 = ["", ".1", ".2", ".3"]
+        .iter()
+        .filter_map(|s| std::fs::metadata(r.path(&format!("logs/components/chatty.log{s}"))).ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(total <= 4 * 10 * 1024 * 1024 + 70_000, "the component log is not capped: {total} bytes kept");
+    assert!(!r.path("logs/components/chatty.log.4").exists());
+    kill(Pid::from_raw(boot.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(boot.wait().unwrap().code(), Some(143));
+}
