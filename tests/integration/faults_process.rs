@@ -408,7 +408,9 @@ fn a_component_printing_a_gigabyte_keeps_razars_memory_flat_and_its_log_capped()
          "health_check": {"log": "^ready$"}, "ready_timeout": "5m"}
     ]}));
     let mut boot = r.spawn(&["boot", "--no-metrics"]);
-    wait_until("ready after a gigabyte", Duration::from_secs(300), || (r.phase().as_deref() == Some("ready")).then_some(()));
+    wait_until("ready after a gigabyte", Duration::from_secs(300), || {
+        (r.phase().as_deref() == Some("ready")).then_some(())
+    });
     let peak = peak_rss_kib(boot.id());
     eprintln!("razar peak RSS after draining 1 GiB: {peak} KiB");
     assert!(peak < 64 * 1024, "razar's peak RSS grew to {peak} KiB while draining 1 GiB");
