@@ -3,6 +3,10 @@
 //! (connect, send, read), at most one retry on a connect error, 429 or 5xx, a reply size cap
 //! enforced while reading, and no redirect to another host.
 //!
+//! Replies may be gzip-encoded (razar sends `Accept-Encoding: gzip`): they are decompressed as
+//! they are read, and the cap counts decompressed bytes, so a gzip bomb is refused once its
+//! output passes the cap, without ever being held whole.
+//!
 //! No error message built here holds the URL (its query may carry a secret) or the credential.
 
 use std::fmt;
@@ -13,7 +17,7 @@ use reqwest::StatusCode;
 use crate::roster::Secret;
 use crate::roster::remote::auth_headers;
 
-/// Largest reply body read from an agent.
+/// Largest reply body read from an agent, after decompression.
 pub const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 /// Same-host redirects followed before giving up.

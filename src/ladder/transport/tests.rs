@@ -93,3 +93,84 @@ fn a_refused_connection_is_retried_once() {
     let e = post(&url, &Transport::new().unwrap(), Duration::from_secs(10)).unwrap_err();
     assert_eq!((e.detail.as_str(), e.retries), ("connection refused", 1));
 }
+
+/// A server that answers one request with an endless gzip stream of zeros (no length, closed
+/// only when the client hangs up, or after `limit` decompressed bytes): a reply that is never
+/// complete can only be refused while it is being read. Returns the URL and the decompressed
+/// bytes the server got into the socket.
+fn gzip_bomb(limit: usize) -> (String, std::thread::JoinHandle<usize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut accept_encoding = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if line.to_ascii_lowercase().starts_with("accept-encoding:") {
+                accept_encoding = line.to_ascii_lowercase();
+            }
+        }
+        assert!(accept_encoding.contains("gzip"), "razar asks for gzip: {accept_encoding:?}");
+        let mut s = stream;
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\nconnection: close\r\n\r\n";
+        if s.write_all(head.as_bytes()).is_err() {
+            return 0;
+        }
+        let mut gz = flate2::write::GzEncoder::new(s, flate2::Compression::best());
+        let zeros = vec![b'0'; 1024 * 1024];
+        let mut sent = 0;
+        while sent < limit {
+            if gz.write_all(&zeros).and_then(|_| gz.flush()).is_err() {
+                break;
+            }
+            sent += zeros.len();
+        }
+        sent
+    });
+    (url, thread)
+}
+
+#[test]
+fn a_gzip_bomb_is_refused_while_decompressing() {
+    // 4 GiB of zeros compress to about 4 MiB on the wire: razar must stop at its 4 MiB cap of
+    // decompressed bytes, long before the server is done.
+    let (url, server) = gzip_bomb(4 << 30);
+    let started = Instant::now();
+    let e = post(&url, &Transport::new().unwrap(), Duration::from_secs(60)).unwrap_err();
+    assert_eq!(e.detail, format!("reply larger than {MAX_REPLY} bytes"));
+    assert_eq!(e.retries, 0, "an oversized reply is not retried");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let sent = server.join().unwrap();
+    assert!(sent < 1 << 30, "the server got {sent} decompressed bytes out before razar hung up");
+}
+
+#[test]
+fn a_gzip_reply_within_the_cap_is_decompressed() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"{\"ok\":true}").unwrap();
+    let body = gz.finish().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+    });
+    let r = post(&url, &Transport::new().unwrap(), Duration::from_secs(10)).unwrap();
+    assert_eq!(r.body, b"{\"ok\":true}");
+    server.join().unwrap();
+}
