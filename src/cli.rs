@@ -83,8 +83,8 @@ pub enum Command {
 }
 
 const HANDOVER_EXIT_CODES: &str = "Exit codes: 0 suggestion received; 12 the agent offered no patch; \
-                                   13 agent error (unreachable, timeout, HTTP error, unusable reply); \
-                                   2 bad usage, unknown component or agent, unsupported protocol or \
+                                   13 agent error (unreachable, timeout, HTTP error, unusable reply, \
+                                   the opencode CLI failed); 2 bad usage, unknown component or agent or \
                                    missing credential. See docs/agents.md.";
 
 #[derive(Debug, Args)]
@@ -96,8 +96,12 @@ pub struct HandoverArgs {
     #[arg(long, value_name = "MSG")]
     pub error: Option<String>,
     /// Ask this roster agent instead of the active one.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", conflicts_with = "use_opencode")]
     pub agent: Option<String>,
+    /// Ask the local `opencode` CLI (in a sandbox copy of the sources) instead of the roster's
+    /// agents; no roster is needed.
+    #[arg(long)]
+    pub use_opencode: bool,
     /// A file whose text is added to the failure context (first 64 KiB).
     #[arg(long, value_name = "F")]
     pub context: Option<PathBuf>,

@@ -340,7 +340,7 @@ fn roster_agents(paths: &Paths) -> Vec<String> {
     }
     match crate::roster::load(&file, &ProcessEnv) {
         Ok(roster) => {
-            crate::supervise::secrets::add_known(credential_variables(&roster));
+            crate::supervise::secrets::add_known(crate::roster::credential_variables(&roster));
             roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect()
         }
         Err(d) => {
@@ -348,24 +348,6 @@ fn roster_agents(paths: &Paths) -> Vec<String> {
             Vec::new()
         }
     }
-}
-
-/// Every variable an agent's credential may come from: its own names, and a `${VAR}` its
-/// roster entry points at.
-fn credential_variables(roster: &crate::roster::Roster) -> Vec<String> {
-    let mut names = Vec::new();
-    for agent in roster.agents.iter().filter(|a| !a.name.is_empty()) {
-        names.extend(crate::roster::credentials::variables(&agent.name));
-        if let Ok(Some(crate::roster::Credential {
-            source: crate::roster::CredentialSource::Env { variable }, ..
-        })) = &agent.credential
-        {
-            names.push(variable.clone());
-        }
-    }
-    names.sort();
-    names.dedup();
-    names
 }
 
 /// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,

@@ -1,12 +1,13 @@
-//! `razar handover COMPONENT --dry-run [--error MSG] [--agent NAME] [--context F] [--json]`:
-//! one repair round outside boot (docs/agents.md). The roster's active agent (or `--agent`)
-//! gets the component's failure context; its suggestion is printed, saved under
-//! `logs/suggestions/` (0600) and journaled in `logs/razar_ai_invocations.json`. No source file
-//! changes: applying a suggestion is not available yet, so `--dry-run` is required.
+//! `razar handover COMPONENT --dry-run [--error MSG] [--agent NAME | --use-opencode]
+//! [--context F] [--json]`: one repair round outside boot (docs/agents.md). The roster's active
+//! agent (or `--agent`, or with `--use-opencode` the local `opencode` CLI) gets the component's
+//! failure context; its suggestion is printed, saved under `logs/suggestions/` (0600) and
+//! journaled in `logs/razar_ai_invocations.json`. No source file changes: applying a suggestion
+//! is not available yet, so `--dry-run` is required.
 //!
 //! Exit codes: 0 a suggestion was received; 12 the agent offered no patch; 13 agent error
-//! (unreachable, timeout, HTTP error, unusable reply); 2 bad usage, an unknown component or
-//! agent, an unsupported protocol or a missing credential.
+//! (unreachable, timeout, HTTP error, unusable reply, the CLI failed); 2 bad usage, an unknown
+//! component or agent, or a missing credential.
 
 use std::io::{IsTerminal, Read};
 
@@ -18,14 +19,10 @@ use crate::config::{ProcessEnv, load};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::fsutil;
-use crate::ladder::agents::kimicho::Kimicho;
-use crate::ladder::agents::openai_chat::OpenaiChat;
-use crate::ladder::agents::patch_service::PatchService;
-use crate::ladder::agents::vllm_completions::VllmCompletions;
-use crate::ladder::agents::{Agent as Protocolled, AgentError, Settings, Suggestion};
+use crate::ladder::agents::{AgentError, Suggestion};
 use crate::ladder::context::{self, Invocation};
 use crate::ladder::policy;
-use crate::ladder::transport::Transport;
+use crate::ladder::round::{self, Failure, Spec, Target};
 use crate::paths::Paths;
 use crate::roster::{self, Protocol};
 
@@ -49,37 +46,61 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
         .clone();
 
     let roster_file = paths.join(roster::FILE);
-    if !roster_file.exists() {
+    // `--use-opencode` needs no roster; when there is one, its opencode agent's settings apply.
+    let roster = if args.use_opencode && !roster_file.exists() {
+        None
+    } else if !roster_file.exists() {
         return Err(Error::Usage(format!(
             "{}: not found; the agent roster lists the repair agents (see docs/agents.md)",
             roster_file.display()
         )));
-    }
-    let roster = roster::load(&roster_file, &ProcessEnv).map_err(|d| Error::Config(crate::config::Invalid(vec![d])))?;
-    let agent = match &args.agent {
-        Some(name) => roster
-            .find(name)
-            .ok_or_else(|| Error::Usage(format!("{}: no agent named {name:?}", roster_file.display())))?,
-        None => roster.current().ok_or_else(|| Error::Usage(format!("{}: lists no agent", roster_file.display())))?,
+    } else {
+        let r = roster::load(&roster_file, &ProcessEnv).map_err(|d| Error::Config(crate::config::Invalid(vec![d])))?;
+        // No child (the opencode CLI) may inherit an agent's credential.
+        crate::supervise::secrets::add_known(roster::credential_variables(&r));
+        Some(r)
     };
-    let label = agent.label();
-    let credential = agent.credential.as_ref().map_err(|e| Error::Usage(e.to_string()))?;
-    if let Some(problem) = agent.problems.first() {
-        return Err(Error::Usage(format!("agent {label} cannot be used: {problem}")));
-    }
-    let protocol: Box<dyn Protocolled + Send + Sync> = match agent.protocol {
-        Some(Protocol::OpenaiChat) => Box::new(OpenaiChat),
-        Some(Protocol::VllmCompletions) => Box::new(VllmCompletions),
-        Some(Protocol::PatchService) => Box::new(PatchService),
-        Some(Protocol::Kimicho) => Box::new(Kimicho),
-        other => {
-            return Err(Error::Usage(format!(
-                "agent {label}: protocol {} is not supported by `razar handover` yet (openai-chat, vllm-completions, patch-service and kimicho are)",
-                other.map_or_else(|| "unknown".to_string(), |p| format!("{p:?}"))
-            )));
+    let agent = match (&roster, &args.agent) {
+        (None, _) => None,
+        (Some(r), _) if args.use_opencode => r.agents.iter().find(|a| a.protocol == Some(Protocol::Opencode)),
+        (Some(r), Some(name)) => Some(
+            r.find(name).ok_or_else(|| Error::Usage(format!("{}: no agent named {name:?}", roster_file.display())))?,
+        ),
+        (Some(r), None) => {
+            Some(r.current().ok_or_else(|| Error::Usage(format!("{}: lists no agent", roster_file.display())))?)
         }
     };
-    let endpoint = agent.endpoint.as_ref().ok_or_else(|| Error::Usage(format!("agent {label} has no endpoint")))?;
+    let spec = match agent {
+        None => Spec {
+            label: "opencode".into(),
+            protocol: Protocol::Opencode,
+            endpoint: None,
+            secret: None,
+            model: None,
+            timeout: roster::DEFAULT_TIMEOUT,
+        },
+        Some(agent) => {
+            let label = agent.label();
+            let credential = agent.credential.as_ref().map_err(|e| Error::Usage(e.to_string()))?;
+            if let Some(problem) = agent.problems.first() {
+                return Err(Error::Usage(format!("agent {label} cannot be used: {problem}")));
+            }
+            let protocol =
+                agent.protocol.ok_or_else(|| Error::Usage(format!("agent {label} has no known protocol")))?;
+            if protocol != Protocol::Opencode && agent.endpoint.is_none() {
+                return Err(Error::Usage(format!("agent {label} has no endpoint")));
+            }
+            Spec {
+                label,
+                protocol,
+                endpoint: agent.endpoint.as_ref(),
+                secret: credential.as_ref().map(|c| &c.secret),
+                model: agent.model.clone(),
+                timeout: agent.timeout,
+            }
+        }
+    };
+    let shown_endpoint = spec.endpoint.map_or_else(|| "local CLI".to_string(), |e| e.display());
 
     let error = args.error.clone().unwrap_or_else(|| "the component failed".into());
     let mut ctx = context::build_failure_context(paths, &component, &error);
@@ -91,24 +112,11 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
             .map_err(|e| Error::Usage(format!("{}: cannot read the --context file: {e}", path.display())))?;
         ctx["operator_context"] = Value::String(text);
     }
-    let settings =
-        Settings { model: agent.model.clone().unwrap_or_else(|| label.clone()), temperature: 0.2, max_tokens: 4096 };
-    let mut body = protocol.request(&settings, &ctx);
-    if protocol.token_in_body()
-        && let (Some(c), Value::Object(obj)) = (credential.as_ref(), &mut body)
-    {
-        obj.insert("auth_token".into(), Value::String(c.secret.expose().to_owned()));
-    }
-    let transport = Transport::new().map_err(Error::Internal)?;
-    let secret = credential.as_ref().map(|c| &c.secret);
-    let started = std::time::Instant::now();
-    let url = if protocol.path().is_empty() { endpoint.url().clone() } else { endpoint.join(protocol.path()) };
-    let reply = transport.post_json(url, secret, &body, agent.timeout).await;
-    let (outcome, retries) = match reply {
-        Ok(r) => (protocol.suggest(&r.body).map_err(Failure::Agent), r.retries),
-        Err(e) => (Err(Failure::Transport(e.to_string())), e.retries),
-    };
-    let elapsed = started.elapsed().as_secs_f64();
+    let target = Target { root: &paths.root, component: component.name.as_str(), sources: &component.sources };
+    // A one-shot command runs no exporter: the round's metrics would go nowhere.
+    let outcome = round::run(&spec, &target, &ctx, None).await;
+    let label = spec.label.clone();
+    let elapsed = outcome.elapsed.as_secs_f64();
 
     let now = clock::epoch();
     let record = Invocation {
@@ -116,31 +124,37 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
         attempt: context::attempts(paths, component.name.as_str()) + 1,
         error: &error,
         patched: false,
-        status: if outcome.is_ok() { "success" } else { "failure" },
+        status: if outcome.result.is_ok() { "success" } else { "failure" },
         event: "attempt",
         agent: &label,
-        retries: Some(retries),
+        retries: Some(outcome.retries),
         timestamp: now,
         timestamp_iso: clock::iso(now),
     };
     context::journal(paths, &record)?;
-    if outcome.is_err() && args.agent.is_none() {
-        climb(paths, &roster, agent.index, component.name.as_str(), &error).await?;
+    if let (Err(_), None, false, Some(roster), Some(agent)) =
+        (&outcome.result, &args.agent, args.use_opencode, &roster, agent)
+    {
+        climb(paths, roster, agent.index, component.name.as_str(), &error).await?;
     }
 
-    match outcome {
+    match outcome.result {
         Ok(s) => {
             let saved = save(paths, component.name.as_str(), &label, &s)?;
             let shown = saved.strip_prefix(&paths.root).unwrap_or(&saved).display().to_string();
             if args.json {
                 let out = json!({"component": component.name.as_str(), "agent": label, "summary": s.summary,
-                    "patch": s.patch, "tests": s.tests, "saved": shown, "seconds": elapsed});
+                    "patch": s.patch, "tests": s.tests, "saved": shown, "seconds": elapsed,
+                    "exchanges": outcome.exchanges, "reads": outcome.reads});
                 crate::outln!("{out}");
             } else {
                 crate::outln!("agent: {label}");
                 crate::outln!("summary: {}", s.summary.as_deref().unwrap_or("(none)"));
                 for t in &s.tests {
                     crate::outln!("test: {t}");
+                }
+                for r in &outcome.reads {
+                    crate::outln!("read: {r}");
                 }
                 crate::outln!("saved: {shown}");
                 crate::outln!("");
@@ -157,7 +171,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
                 Failure::Transport(d) => (exit::AGENT_ERROR, "agent_error", d),
             };
             // Defence in depth: nothing built above holds the secret, and nothing printed may.
-            let detail = match secret {
+            let detail = match spec.secret {
                 Some(s) if s.expose().len() >= 4 => detail.replace(s.expose(), "***"),
                 _ => detail,
             };
@@ -167,7 +181,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
                     json!({"component": component.name.as_str(), "agent": label, "error": kind, "detail": detail})
                 );
             }
-            crate::errln!("razar: agent {label} ({}): {detail}", endpoint.display());
+            crate::errln!("razar: agent {label} ({shown_endpoint}): {detail}");
             Ok(code)
         }
     }
@@ -200,11 +214,6 @@ async fn climb(paths: &Paths, roster: &roster::Roster, current: usize, component
         alerts.raise(message, crate::alerts::Severity::Warning, context).await?;
     }
     Ok(())
-}
-
-enum Failure {
-    Agent(AgentError),
-    Transport(String),
 }
 
 fn save(paths: &Paths, component: &str, agent: &str, s: &Suggestion) -> Result<std::path::PathBuf> {

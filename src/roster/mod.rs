@@ -167,6 +167,21 @@ pub(crate) fn redact_url_text(text: &str) -> String {
     crate::redact::url(text)
 }
 
+/// Every variable an agent's credential may come from: its own names, and a `${VAR}` its
+/// roster entry points at.
+pub fn credential_variables(roster: &Roster) -> Vec<String> {
+    let mut names = Vec::new();
+    for agent in roster.agents.iter().filter(|a| !a.name.is_empty()) {
+        names.extend(credentials::variables(&agent.name));
+        if let Ok(Some(Credential { source: CredentialSource::Env { variable }, .. })) = &agent.credential {
+            names.push(variable.clone());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Agent names compare case-insensitively, ignoring surrounding whitespace.
 pub fn name_key(name: &str) -> String {
     name.trim().to_lowercase()

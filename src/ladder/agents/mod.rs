@@ -1,14 +1,18 @@
 //! One module per protocol behind [`Agent`]: build the request body from the failure context,
 //! turn the reply body into a [`Suggestion`]. A new protocol is one new file.
 
+pub mod crown;
 pub mod kimicho;
 pub mod openai_chat;
+pub mod opencode;
 pub mod patch_service;
 pub mod vllm_completions;
 
 use std::fmt;
 
 use serde_json::Value;
+
+use crate::ladder::tools::Tools;
 
 /// What an agent proposes: a unified diff, with an optional summary and the tests it suggests.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -57,6 +61,13 @@ pub trait Agent {
     fn request(&self, settings: &Settings, context: &Value) -> Value;
     /// The suggestion in a reply body.
     fn suggest(&self, body: &[u8]) -> Result<Suggestion, AgentError>;
+    /// The tool loop: when `reply` (to `request`) asks for tools razar answers, the next
+    /// request, `request` with the reply and `tools`' answers appended. `None`: `reply` is
+    /// final and [`Agent::suggest`] reads it. The caller bounds the rounds
+    /// ([`crate::ladder::tools::MAX_TOOL_ROUNDS`]).
+    fn follow_up(&self, _request: &Value, _reply: &[u8], _tools: &mut Tools) -> Option<Value> {
+        None
+    }
 }
 
 /// The instructions every chat-style agent gets before the failure context.
