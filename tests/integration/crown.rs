@@ -26,9 +26,9 @@ pub(crate) enum Behavior {
 }
 
 #[derive(Clone, Debug, Default)]
-struct Seen {
-    headers: Vec<(String, String)>,
-    frame: Option<String>,
+pub(crate) struct Seen {
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) frame: Option<String>,
 }
 
 pub(crate) struct Crown {
@@ -63,7 +63,7 @@ impl Crown {
         format!("ws://127.0.0.1:{}/crown", self.port)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 

@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 
 use crate::harness::Razar;
 
-const CANARY: &str = "canary-5b1e7c93-handover-token";
-const DIFF: &str = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1 +1 @@\n-print(1/0)\n+print(1)\n";
+pub(crate) const CANARY: &str = "canary-5b1e7c93-handover-token";
+pub(crate) const DIFF: &str = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1 +1 @@\n-print(1/0)\n+print(1)\n";
 
 /// What the server does with each connection, in order (the last one repeats).
 #[derive(Clone)]
-enum Answer {
+pub(crate) enum Answer {
     Json(u16, Value),
     Hang,
     /// These bytes as the whole reply.
@@ -24,14 +24,14 @@ enum Answer {
     Huge(usize),
 }
 
-struct Agent {
-    url: String,
-    requests: Arc<Mutex<Vec<(String, Value)>>>,
+pub(crate) struct Agent {
+    pub(crate) url: String,
+    pub(crate) requests: Arc<Mutex<Vec<(String, Value)>>>,
     /// Bytes the `Huge` answer got into the socket before the client stopped reading.
     written: Arc<AtomicUsize>,
 }
 
-fn agent(answers: Vec<Answer>) -> Agent {
+pub(crate) fn agent(answers: Vec<Answer>) -> Agent {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));
@@ -89,7 +89,7 @@ fn agent(answers: Vec<Answer>) -> Agent {
     Agent { url, requests, written }
 }
 
-fn root(agent_url: &str, protocol: &str, timeout: u64) -> Razar {
+pub(crate) fn root(agent_url: &str, protocol: &str, timeout: u64) -> Razar {
     let mut r = Razar::new();
     r.env("FIXER_API_KEY", CANARY);
     r.write("svc/app.py", "print(1/0)\n");
@@ -102,14 +102,14 @@ fn root(agent_url: &str, protocol: &str, timeout: u64) -> Razar {
     r
 }
 
-fn tool_call_reply() -> Value {
+pub(crate) fn tool_call_reply() -> Value {
     let args = json!({"patch": DIFF, "summary": "stop dividing by zero"}).to_string();
     json!({"choices": [{"message": {"role": "assistant", "content": null, "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "submit_patch", "arguments": args}}]}}]})
 }
 
 /// Nothing razar wrote under the root, nor its output, holds the canary.
-fn assert_no_canary(r: &Razar, out: &crate::harness::Run) {
+pub(crate) fn assert_no_canary(r: &Razar, out: &crate::harness::Run) {
     assert!(!out.stdout.contains(CANARY) && !out.stderr.contains(CANARY));
     let files = r.snapshot("");
     assert!(files.iter().any(|(p, _)| p.ends_with("razar_ai_invocations.json")), "the snapshot covers logs/");
@@ -118,7 +118,7 @@ fn assert_no_canary(r: &Razar, out: &crate::harness::Run) {
     }
 }
 
-fn journal(r: &Razar) -> Vec<Value> {
+pub(crate) fn journal(r: &Razar) -> Vec<Value> {
     r.jsonl("logs/razar_ai_invocations.json")
 }
 

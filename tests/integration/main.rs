@@ -14,6 +14,7 @@ mod crown_state;
 mod faults;
 mod faults_process;
 mod handover;
+mod handover_agents;
 mod layers;
 mod metrics;
 mod operate;
