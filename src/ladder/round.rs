@@ -81,10 +81,13 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Runs one round of `spec` over `context` for `target`, and records it in `metrics` when given:
-/// `razar_ai_invocation_success_total` / `_failure_total` by outcome,
-/// `razar_ai_invocation_retries_total` once per transport retry, and
-/// `razar_agent_call_duration_seconds` with the round's duration.
+/// Runs one round of `spec` over `context` for `target`, and records it in `metrics` when given
+/// (docs/metrics.md): `razar_agent_call_duration_seconds{agent}` with the round's duration, and
+/// `razar_ai_invocation_failure_total{component}` when it brought no suggestion. A suggestion
+/// counts in `razar_ai_invocation_success_total` (or `_failure_total`) only once the repair
+/// pipeline has verified it, and `razar_ai_invocation_retries_total` counts rounds after the first
+/// for one failure: both are for the loop that verifies and repeats rounds to count. Transport
+/// retries inside a round are in [`Outcome::retries`] (journaled as `retries`), not in a metric.
 pub async fn run(spec: &Spec<'_>, target: &Target<'_>, context: &Value, metrics: Option<&Metrics>) -> Outcome {
     let started = Instant::now();
     let mut outcome = match spec.protocol {
@@ -108,11 +111,10 @@ pub async fn run(spec: &Spec<'_>, target: &Target<'_>, context: &Value, metrics:
     };
     outcome.elapsed = started.elapsed();
     if let Some(m) = metrics {
-        m.ai_invocation(target.component, outcome.result.is_ok());
-        for _ in 0..outcome.retries {
-            m.ai_retry(target.component);
-        }
         m.agent_call(&spec.label, outcome.elapsed);
+        if outcome.result.is_err() {
+            m.ai_invocation(target.component, false);
+        }
     }
     outcome
 }
