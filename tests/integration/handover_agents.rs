@@ -142,13 +142,17 @@ fn opencode_without_a_change_offers_no_patch_and_a_failing_cli_is_an_agent_error
 
 #[test]
 fn a_hung_opencode_is_killed_with_its_group_at_the_roster_timeout() {
-    let (r, bin) = opencode_root("echo $$ > \"$OPENCODE_OUT/pgid\"; sleep 60 & wait");
-    r.write("config/razar_ai_agents.json", &json!({"agents": [{"name": "opencode", "timeout": 1}]}).to_string());
+    let (r, bin) = opencode_root(
+        "printf '%s\\n' \"$@\" > \"$OPENCODE_OUT/args\"; echo $$ > \"$OPENCODE_OUT/pgid\"; sleep 60 & wait",
+    );
+    let roster = json!({"agents": [{"name": "opencode", "timeout": 1, "model": "local/coder"}]});
+    r.write("config/razar_ai_agents.json", &roster.to_string());
     let started = Instant::now();
     let out = r.run(&["handover", "api", "--dry-run", "--use-opencode"]);
     out.expect_code(13);
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
     assert!(out.stderr.contains("did not finish within 1 s and was killed"), "{}", out.stderr);
+    assert!(evidence(&bin, "args").starts_with("run\n--model\nlocal/coder\n--format\njson\n"), "the roster's model");
     let pgid: i32 = evidence(&bin, "pgid").trim().parse().unwrap();
     // Killed members may linger as zombies until init reaps them; none may still run.
     wait_until("the CLI's process group to be gone", Duration::from_secs(10), || {
