@@ -23,11 +23,12 @@ use crate::metrics::{self, HandshakeResult, Metrics};
 use crate::paths::Paths;
 use crate::progress::Board;
 use crate::quarantine::{self, Entry, Ledger, Source};
-use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services, Signals};
+use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services};
 use crate::sequencer::history::History;
 use crate::state::launched;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
+use crate::supervise::signals::Signals;
 use crate::supervise::{leftovers, procfs, reaper};
 
 pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<Arc<Board>>) -> Result<u8> {
