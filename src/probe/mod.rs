@@ -4,6 +4,7 @@
 //! probe's timeout.
 
 pub mod policy;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
