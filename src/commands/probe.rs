@@ -41,7 +41,7 @@ pub async fn run(paths: &Paths, args: ProbeArgs) -> Result<u8> {
         }
     };
     let parsed = spec::parse(&args.spec, status, args.body.clone(), &paths.root)
-        .map_err(|e| Error::Usage(format!("probe {e}")))?;
+        .map_err(|e| Error::Usage(format!("probe: {e}")))?;
     let mut target = match parsed {
         Spec::Kind(kind) => Target {
             label: kind.to_string(),
@@ -140,6 +140,12 @@ fn component_target(paths: &Paths, args: &ProbeArgs, name: &str) -> Result<Targe
         return Err(Error::Usage("--status and --body apply to http:// and https:// probes only".into()));
     }
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
+    if !file.exists() {
+        return Err(Error::Usage(format!(
+            "probe: {name:?} is not a probe spec (tcp://HOST:PORT, http(s)://URL, exec:COMMAND, file:PATH), and there is no config {} to look a component of that name up in (pass --config)",
+            file.display()
+        )));
+    }
     let cfg = config::load(&file, &paths.root, &ProcessEnv)?;
     let Some(c) = cfg.component(name) else {
         let names: Vec<&str> = cfg.components.iter().map(|c| c.name.as_str()).collect();
