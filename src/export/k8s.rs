@@ -83,7 +83,7 @@ impl Ctx<'_> {
 
 pub fn export(cfg: &Config, opts: &Options) -> Export {
     let mut notes = Notes::default();
-    unexportable::common(cfg, &mut notes);
+    unexportable::common(cfg, &opts.stack, &mut notes);
     let ctx = Ctx { cfg, opts, names: names(cfg), stack: dns_label(&opts.stack) };
     let mut docs = Vec::new();
     for c in &cfg.components {
@@ -281,7 +281,7 @@ fn env(ctx: &Ctx, c: &Component) -> Value {
         .collect();
     for k in c.env.keys().filter(|k| unexportable::is_secret_env(k)) {
         out.push(
-            json!({"name": k, "valueFrom": {"secretKeyRef": {"name": format!("{}-secrets", ctx.stack), "key": k}}}),
+            json!({"name": k, "valueFrom": {"secretKeyRef": {"name": unexportable::secret_store(&ctx.opts.stack), "key": k}}}),
         );
     }
     Value::Array(out)

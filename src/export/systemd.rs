@@ -22,7 +22,7 @@ pub fn unit_name(stack: &str, component: &str) -> String {
 
 pub fn export(cfg: &Config, opts: &Options) -> Export {
     let mut notes = Notes::default();
-    unexportable::common(cfg, &mut notes);
+    unexportable::common(cfg, &opts.stack, &mut notes);
     let bodies: Vec<(&Component, String)> =
         cfg.components.iter().map(|c| (&**c, unit(cfg, c, opts, &mut notes))).collect();
     let header = format!(
@@ -96,7 +96,8 @@ fn unit(cfg: &Config, c: &Component, opts: &Options, notes: &mut Notes) -> Strin
         }
     }
     after.extend(lower_tier(cfg, c).into_iter().map(|n| unit_name(stack, n)));
-    for a in &after {
+    let mut seen = std::collections::BTreeSet::new();
+    for a in after.iter().filter(|a| seen.insert(a.as_str())) {
         u.push(format!("After={a}"));
     }
     let r = &c.restart;

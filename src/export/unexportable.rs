@@ -59,7 +59,7 @@ fn one_line(s: &str) -> String {
 
 /// Notes every engine shares: stack-level sections and per-component fields that only razar
 /// itself acts on.
-pub fn common(cfg: &Config, notes: &mut Notes) {
+pub fn common(cfg: &Config, stack: &str, notes: &mut Notes) {
     if cfg.crown.url.is_some() {
         notes.push(None, "crown", "the Crown handshake is razar's own; no engine performs it");
     }
@@ -91,10 +91,18 @@ pub fn common(cfg: &Config, notes: &mut Notes) {
             notes.push(
                 Some(c),
                 format!("env.{key}"),
-                "looks like a secret, so its value is not written: the k8s export reads it from the Secret `<stack>-secrets`; under systemd add it with a drop-in or EnvironmentFile=",
+                format!(
+                    "looks like a secret, so its value is not written: the k8s export reads it from the Secret `{}`; under systemd add it with a drop-in or EnvironmentFile=",
+                    secret_store(stack)
+                ),
             );
         }
     }
+}
+
+/// The Kubernetes Secret the k8s export reads secret variables from.
+pub fn secret_store(stack: &str) -> String {
+    format!("{}-secrets", super::k8s::dns_label(stack))
 }
 
 /// True for an environment variable razar treats as secret: the ones it knows of, and names
