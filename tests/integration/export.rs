@@ -303,3 +303,90 @@ fn the_upstream_configs_export_and_their_units_verify() {
     let vision = r.read("yaml/razar-vision_adapter.service");
     assert!(vision.contains("After=razar-memory_store.service") && vision.contains("ExecStop="), "{vision}");
 }
+
+/// `razar --root /srv/stack export` of the field-by-field fixture.
+fn export_full(format: &str, dir: &Path) -> Run {
+    let config = repo().join("tests/fixtures/export/full.json");
+    let out = Command::new(bin())
+        .args(["--root", ROOT, "export", "--format", format, "--razar", bin(), "--out"])
+        .arg(dir)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RAZAR_ROOT")
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn each_field_of_the_fixture_lands_where_docs_export_md_says() {
+    let dir = tempfile::tempdir().unwrap();
+    export_full("systemd", &dir.path().join("s")).expect_code(0);
+    let unit = |n: &str| std::fs::read_to_string(dir.path().join("s").join(format!("full-stack-{n}.service"))).unwrap();
+    let api = unit("Web_API");
+    for line in [
+        "Requires=full-stack-db.service",
+        "Requires=full-stack-schema.service",
+        "Wants=full-stack-cache.service",
+        "Environment=\"PERCENT=100%%\"",
+        "Environment=\"HOME_DIR=$HOME\"",
+        "TimeoutStartSec=50s",
+    ] {
+        assert!(api.lines().any(|l| l == line), "no {line} in\n{api}");
+    }
+    assert_eq!(api.matches("After=full-stack-cache.service").count(), 1, "{api}");
+    assert!(api.contains("--status 200-204 --wait --timeout 45s --success-threshold 2"), "{api}");
+    assert!(!api.contains("never-written"), "a secret reached a unit");
+    let db = unit("db");
+    for line in ["KillSignal=SIGINT", "TimeoutStopSec=20s", "Restart=always", "RestartSec=2s", "StartLimitBurst=4"] {
+        assert!(db.lines().any(|l| l == line), "no {line} in\n{db}");
+    }
+    assert!(db.contains("StartLimitIntervalSec=300s") && db.contains("ExecStop=/"), "{db}");
+    assert!(db.contains("--attempt-timeout 500ms --period 2s"), "{db}");
+    let schema = unit("schema");
+    assert!(schema.contains("Restart=no") && !schema.contains("StartLimitBurst"), "{schema}");
+    let cache = unit("cache");
+    assert!(cache.contains("WorkingDirectory=/srv/stack/svc/cache"), "{cache}");
+    assert!(cache.contains("probe file:/srv/stack/run/cache.ready --wait"), "{cache}");
+    let target = std::fs::read_to_string(dir.path().join("s/full-stack.target")).unwrap();
+    assert!(!target.contains("nightly"), "a disabled component is not pulled in: {target}");
+
+    let run = export_full("k8s", &dir.path().join("k"));
+    run.expect_code(0);
+    let text = std::fs::read_to_string(dir.path().join("k/full-stack.yaml")).unwrap();
+    let docs: Vec<Value> = text.split("\n---\n").skip(1).map(|d| serde_norway::from_str(d).unwrap()).collect();
+    let get =
+        |kind: &str, name: &str| docs.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name).unwrap();
+    let api = get("Deployment", "web-api");
+    let init: Vec<String> =
+        serde_json::from_value(api["spec"]["template"]["spec"]["initContainers"][0]["command"].clone()).unwrap();
+    assert_eq!(init[2..], ["tcp://db:5432", "--wait", "--timeout", "90s"], "{init:?}");
+    assert_eq!(api["spec"]["template"]["spec"]["initContainers"].as_array().unwrap().len(), 1, "only db can be gated");
+    let container = &api["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["livenessProbe"]["httpGet"], json!({"path": "/live", "port": 8080, "scheme": "HTTP"}));
+    assert_eq!(container["readinessProbe"]["successThreshold"], json!(2));
+    // 45 s ready budget at 1 s startup polling.
+    assert_eq!(container["startupProbe"]["failureThreshold"], json!(45));
+    let secret = container["env"].as_array().unwrap().iter().find(|e| e["name"] == "API_TOKEN").unwrap();
+    assert_eq!(secret["valueFrom"]["secretKeyRef"], json!({"name": "full-stack-secrets", "key": "API_TOKEN"}));
+    let db = get("Deployment", "db");
+    assert_eq!(db["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], json!(30), "20 s grace + 10 s stop");
+    assert_eq!(get("Service", "db")["spec"]["ports"][0]["port"], json!(5432));
+    assert_eq!(get("Job", "schema")["spec"]["backoffLimit"], json!(0));
+    assert_eq!(get("Job", "schema")["spec"]["template"]["spec"]["restartPolicy"], json!("Never"));
+    assert_eq!(get("Job", "nightly")["spec"]["suspend"], json!(true));
+    for note in [
+        "db: shutdown.signal:",
+        "db: health_check.timeout: 500ms rounded up to 1 s",
+        "Web_API: priority: tier 3",
+        "Web_API: depends_on.schema: a pod cannot wait for a Job",
+        "Web_API: depends_on.cache: condition `started`",
+    ] {
+        assert!(run.stderr.contains(note), "no note {note:?} in\n{}", run.stderr);
+        assert!(text.contains(note), "note {note:?} not in the manifest's comments");
+    }
+}
