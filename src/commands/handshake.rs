@@ -40,10 +40,10 @@ pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
     let outcome = crown::handshake(paths, &cfg, &CrownEnv::from_process(), &brief).await?;
     match BootLock::acquire(paths) {
         Ok(_lock) => crown::record::record_in_state(&paths.state(), &outcome)?,
-        Err(Error::Locked { pid, .. }) => {
+        Err(crate::state::lock::LockError::Held { pid, .. }) => {
             tracing::warn!("a boot (pid {pid}) owns logs/razar_state.json; the handshake is not recorded there");
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
 
     if args.json {
