@@ -88,7 +88,7 @@ fn spawn_reopen_on_sigusr1() {
             });
         }
         Err(e) => {
-            tracing::warn!("cannot watch SIGUSR1 ({e}); rotated journals are still reopened on their next record")
+            tracing::warn!("cannot watch SIGUSR1 ({e}); rotated journals are still reopened on their next record");
         }
     }
 }

@@ -95,7 +95,7 @@ mod tests {
     fn cfg() -> Config {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.json");
-        let json = r#"{"components": [{"name": "svc", "command": "x"}, {"name": "job", "command": "x", "kind": "task"},
+        let json = r#"{"components": [{"name": "svc", "command": "x", "health_check": {"file": "up"}}, {"name": "job", "command": "x", "kind": "task"},
             {"name": "off", "command": "x", "enabled": false}]}"#;
         std::fs::write(&f, json).unwrap();
         crate::config::load(&f, dir.path(), &NoEnv).unwrap()

@@ -320,13 +320,13 @@ impl Machine {
             Event::Begin => self.begin(),
             Event::Adopt { idx, pid, pgid, start_time, ready_at } => self.adopt(idx, pid, pgid, start_time, ready_at),
             Event::Launched { idx, generation, pid, pgid, start_time } => {
-                self.launched(idx, generation, Proc { pid, pgid, start_time, exited: false, detached: false })
+                self.launched(idx, generation, Proc { pid, pgid, start_time, exited: false, detached: false });
             }
             Event::LaunchFailed { idx, generation, error, lasting } => {
-                self.launch_failed(idx, generation, error, lasting)
+                self.launch_failed(idx, generation, error, lasting);
             }
             Event::Exited { idx, generation, ok, text, group_alive } => {
-                self.on_exit(idx, generation, ok, text, group_alive)
+                self.on_exit(idx, generation, ok, text, group_alive);
             }
             Event::Probe { idx, generation, role: Role::Readiness, result } => self.on_probe(idx, generation, result),
             Event::Probe { idx, generation, role: Role::Liveness, result } => self.on_liveness(idx, generation, result),

@@ -13,12 +13,12 @@ use crate::harness::Razar;
 
 /// A loopback HTTP server: answers `503 busy` to its first `fail_first` requests, then
 /// `200` with `body`. Counts the requests it answered.
-pub struct Http {
+pub(crate) struct Http {
     pub port: u16,
     pub hits: Arc<AtomicUsize>,
 }
 
-pub fn serve(fail_first: usize, body: &'static str) -> Http {
+pub(crate) fn serve(fail_first: usize, body: &'static str) -> Http {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -47,7 +47,7 @@ pub fn serve(fail_first: usize, body: &'static str) -> Http {
 }
 
 /// A port nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
+pub(crate) fn closed_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -24,7 +24,7 @@ impl Dispatcher {
     fn reload_quarantine(&mut self) -> Response {
         // Every entry file counts, readable or not: an unreadable entry keeps its component out.
         match self.services.ledger.names() {
-            Ok(names) => reply(self.apply(Event::Ledger(names.iter().map(|n| n.to_string()).collect()))),
+            Ok(names) => reply(self.apply(Event::Ledger(names.iter().map(std::string::ToString::to_string).collect()))),
             Err(e) => Response::error(format!("cannot read the quarantine ledger: {e}")),
         }
     }

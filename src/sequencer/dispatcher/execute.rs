@@ -43,7 +43,7 @@ impl Dispatcher {
             Action::Watch { idx, generation, role } => self.watch(idx, generation, role),
             Action::Unwatch { idx } => self.unwatch(idx),
             Action::Stop { idx, generation, pgid, grace, run_stop_command } => {
-                self.stop(idx, generation, pgid, grace, run_stop_command)
+                self.stop(idx, generation, pgid, grace, run_stop_command);
             }
             Action::Kill { pgid } => {
                 let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), Signal::SIGKILL);

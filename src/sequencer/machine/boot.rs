@@ -101,7 +101,7 @@ impl Machine {
                 }
             }
         }
-        if !self.ready_announced && self.units.iter().all(|u| u.settled()) {
+        if !self.ready_announced && self.units.iter().all(super::unit::Unit::settled) {
             self.ready_announced = true;
             self.emit(Action::Ready);
         }

@@ -33,20 +33,20 @@ pub(super) fn rig_with(cfg: Value, retries: u32, keep_going: bool) -> Rig {
 }
 
 impl Rig {
-    pub fn idx(&self, name: &str) -> usize {
+    pub(super) fn idx(&self, name: &str) -> usize {
         self.m.index(name).unwrap_or_else(|| panic!("no component {name}"))
     }
 
-    pub fn status(&self, name: &str) -> S {
+    pub(super) fn status(&self, name: &str) -> S {
         self.m.unit(self.idx(name)).status()
     }
 
-    pub fn generation(&self, name: &str) -> u64 {
+    pub(super) fn generation(&self, name: &str) -> u64 {
         self.m.unit(self.idx(name)).generation
     }
 
     /// One event at the rig's time; launches are answered at once, as the dispatcher does.
-    pub fn step(&mut self, event: Event) -> Vec<Action> {
+    pub(super) fn step(&mut self, event: Event) -> Vec<Action> {
         let now = Now { mono: self.t, epoch: 1_700_000_000.0 + self.t.as_secs_f64() };
         let mut out = Vec::new();
         let mut queue = vec![event];
@@ -64,46 +64,46 @@ impl Rig {
         out
     }
 
-    pub fn begin(&mut self) -> Vec<Action> {
+    pub(super) fn begin(&mut self) -> Vec<Action> {
         self.step(Event::Begin)
     }
 
-    pub fn exit(&mut self, name: &str, ok: bool) -> Vec<Action> {
+    pub(super) fn exit(&mut self, name: &str, ok: bool) -> Vec<Action> {
         let (idx, generation) = (self.idx(name), self.generation(name));
         let text = if ok { "exited 0" } else { "exited with status 1" }.to_owned();
         self.step(Event::Exited { idx, generation, ok, text, group_alive: false })
     }
 
     /// The main process fails and its group is then verified gone.
-    pub fn crash(&mut self, name: &str) -> Vec<Action> {
+    pub(super) fn crash(&mut self, name: &str) -> Vec<Action> {
         let mut out = self.exit(name, false);
         out.extend(self.stopped(name));
         out
     }
 
-    pub fn probe(&mut self, name: &str, role: Role, ok: bool) -> Vec<Action> {
+    pub(super) fn probe(&mut self, name: &str, role: Role, ok: bool) -> Vec<Action> {
         let (idx, generation) = (self.idx(name), self.generation(name));
         let result = ProbeResult { ok, output: if ok { "up" } else { "down" }.into(), duration: Duration::ZERO };
         self.step(Event::Probe { idx, generation, role, result })
     }
 
-    pub fn ready(&mut self, name: &str) -> Vec<Action> {
+    pub(super) fn ready(&mut self, name: &str) -> Vec<Action> {
         self.probe(name, Role::Readiness, true)
     }
 
-    pub fn line(&mut self, name: &str, line: Option<&str>) -> Vec<Action> {
+    pub(super) fn line(&mut self, name: &str, line: Option<&str>) -> Vec<Action> {
         let (idx, generation) = (self.idx(name), self.generation(name));
         self.step(Event::Output { idx, generation, line: line.map(str::to_owned) })
     }
 
     /// The group of `name` is gone (answers its `Stop`).
-    pub fn stopped(&mut self, name: &str) -> Vec<Action> {
+    pub(super) fn stopped(&mut self, name: &str) -> Vec<Action> {
         let (idx, generation) = (self.idx(name), self.generation(name));
         self.step(Event::Stopped { idx, generation, outcome: StopOutcome::Exited })
     }
 
     /// Fires the latest armed timer matching `pick`, at its time.
-    pub fn fire(&mut self, pick: impl Fn(&Timer) -> bool) -> Vec<Action> {
+    pub(super) fn fire(&mut self, pick: impl Fn(&Timer) -> bool) -> Vec<Action> {
         let (at, timer) = self
             .log
             .iter()
@@ -117,7 +117,7 @@ impl Rig {
         self.step(Event::Timer(timer))
     }
 
-    pub fn op(&mut self, op: Op, name: &str) -> Result<String, String> {
+    pub(super) fn op(&mut self, op: Op, name: &str) -> Result<String, String> {
         let out = self.step(Event::Operator { op, component: name.into() });
         out.into_iter()
             .find_map(|a| match a {
