@@ -132,7 +132,7 @@ impl Alerts {
         let written = self.write(&alert, (now * 1000.0).floor() as i64);
         match &written {
             Ok(path) => {
-                tracing::info!(severity = alert.severity.as_str(), file = %path.display(), "alert: {}", alert.message)
+                tracing::info!(severity = alert.severity.as_str(), file = %path.display(), "alert: {}", alert.message);
             }
             Err(e) => tracing::warn!(error = %e, "alert file not written: {}", alert.message),
         }

@@ -76,6 +76,8 @@ async fn dispatch(cli: Cli, paths: Paths, board: Option<Arc<Board>>) -> Result<u
         Command::Start(args) => commands::operate::run(&paths, Verb::Start, args).await,
         Command::Rollback(args) => commands::rollback::run(&paths, args).await,
         Command::Handover(args) => commands::handover::run(&paths, args).await,
+        Command::Probe(args) => commands::probe::run(&paths, args).await,
+        Command::Export(args) => commands::export::run(&paths, args),
     }
 }
 

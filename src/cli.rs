@@ -80,6 +80,107 @@ pub enum Command {
     /// active agent and print its suggested patch (`--dry-run`: no file is changed).
     #[command(after_help = HANDOVER_EXIT_CODES)]
     Handover(HandoverArgs),
+    /// Run one probe (tcp://, http(s)://, exec:, file:, or a component's probe by name) once,
+    /// or with --wait until it passes; exit 0 when it passes.
+    #[command(after_help = PROBE_EXIT_CODES)]
+    Probe(ProbeArgs),
+    /// Write the stack as systemd units or Kubernetes manifests; what cannot be expressed is
+    /// listed on stderr and as comments in the output.
+    #[command(after_help = EXPORT_EXIT_CODES)]
+    Export(ExportArgs),
+}
+
+const PROBE_EXIT_CODES: &str = "Exit codes: 0 the probe passed; 8 it did not pass (with --wait: not \
+                                within --timeout); 2 bad SPEC or flag, unknown component, a component \
+                                without that probe, or a log probe (only a running boot can match \
+                                one). See docs/export.md.";
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// tcp://HOST:PORT, http://URL or https://URL, exec:COMMAND (run by `sh -c`), file:PATH
+    /// (relative to --root), or the name of a component of the config (its health_check).
+    #[arg(value_name = "SPEC")]
+    pub spec: String,
+    /// Probe until it passes (success_threshold times in a row), polling fast at first and
+    /// then every --period; give up after --timeout.
+    #[arg(long)]
+    pub wait: bool,
+    /// Without --wait: the bound on the one attempt (default: the probe's timeout, 1 s). With
+    /// --wait: the bound on the whole wait (default: the component's ready budget, else 60 s;
+    /// 0: no bound).
+    #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
+    pub timeout: Option<std::time::Duration>,
+    /// Accepted HTTP status or range, e.g. 200-399 (the default) or 204.
+    #[arg(long, value_name = "RANGE")]
+    pub status: Option<String>,
+    /// A substring the HTTP body must contain (first 64 KiB).
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+    /// With --wait: the bound on each attempt (default: the probe's timeout, 1 s).
+    #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
+    pub attempt_timeout: Option<std::time::Duration>,
+    /// With --wait: the longest pause between attempts (default: the probe's period, 10 s).
+    #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
+    pub period: Option<std::time::Duration>,
+    /// With --wait: wait this long before the first attempt (default: the probe's
+    /// initial_delay, 0).
+    #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
+    pub initial_delay: Option<std::time::Duration>,
+    /// With --wait: the first pause between attempts, doubling up to --period (default: the
+    /// probe's start_interval, 100 ms).
+    #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
+    pub start_interval: Option<std::time::Duration>,
+    /// With --wait: passes in a row needed (default: the probe's success_threshold, 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub success_threshold: Option<u32>,
+    /// A component SPEC means its liveness probe instead of its health_check.
+    #[arg(long)]
+    pub liveness: bool,
+    /// The boot config a component SPEC is looked up in (default config/boot_config.json).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+const EXPORT_EXIT_CODES: &str = "Exit codes: 0 exported (what cannot be expressed is listed on stderr \
+                                 and in the output); 2 invalid config, bad flag, or --out holds a \
+                                 file the export would replace (pass --force to replace it); 70 a \
+                                 file could not be written. See docs/export.md.";
+
+/// The engine `razar export` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One systemd unit per component and a .target for the stack.
+    Systemd,
+    /// Kubernetes Deployments, Jobs and Services in one multi-document YAML file.
+    K8s,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The engine to write for.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Stack config (JSON or YAML; default config/boot_config.json).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write the files into this directory (created if missing) instead of to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Replace files that already exist in --out (each is named on stderr); without it, an
+    /// existing file makes the export fail before anything is written.
+    #[arg(long, requires = "out")]
+    pub force: bool,
+    /// Name of the stack: unit and label prefix (default: the config's `mission`, else "razar").
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// The razar binary the readiness gates run: an absolute path on the systemd host
+    /// (default /usr/local/bin/razar), or the command in the image for k8s (default razar).
+    #[arg(long, value_name = "PATH")]
+    pub razar: Option<String>,
+    /// k8s: the container image every component runs in; it must hold the stack's files and
+    /// razar.
+    #[arg(long, value_name = "IMAGE", default_value = "razar-stack:latest")]
+    pub image: String,
 }
 
 const HANDOVER_EXIT_CODES: &str = "Exit codes: 0 suggestion received; 12 the agent offered no patch; \

@@ -1,5 +1,6 @@
-//! The top-level error and its exit code. Module errors are wrapped here; `run` prints the
-//! message once and exits with `exit_code()`.
+//! The top-level error of the commands and its exit code. It sits at the top of the layers
+//! (`app` and `commands` use it; no module below them does): module errors are wrapped here,
+//! and `run` prints the message once and exits with `exit_code()`.
 
 use crate::exit;
 
@@ -11,8 +12,8 @@ pub enum Error {
     Usage(String),
     #[error("{0}")]
     Fs(#[from] crate::fsutil::FsError),
-    #[error("another razar boot (pid {pid}) holds {}; stop it first or use a different --root", path.display())]
-    Locked { pid: String, path: std::path::PathBuf },
+    #[error("{0}")]
+    Locked(#[from] crate::state::lock::LockError),
     #[error("{0}")]
     Internal(String),
     #[error("{0}")]
@@ -37,7 +38,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage(_) | Error::Metrics(_) => exit::CONFIG,
-            Error::Locked { .. } => exit::LOCKED,
+            Error::Locked(crate::state::lock::LockError::Held { .. }) => exit::LOCKED,
+            Error::Locked(crate::state::lock::LockError::Fs(_)) => exit::INTERNAL,
             Error::Fs(_) | Error::Internal(_) => exit::INTERNAL,
             Error::Crown(e) => e.exit_code(),
             Error::CapabilityMissing { .. } => exit::CAPABILITY_MISSING,

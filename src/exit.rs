@@ -16,6 +16,8 @@ pub const CAPABILITY_MISSING: u8 = 5;
 pub const NOT_READY: u8 = 6;
 /// `razar restart|stop|start`: no boot is running on this root to act on.
 pub const NO_BOOT: u8 = 7;
+/// `razar probe`: the probe did not pass (once, or with `--wait` not within `--timeout`).
+pub const PROBE_FAILED: u8 = 8;
 /// `razar rollback` refused: a file changed since razar wrote it, or a backup is missing.
 /// Nothing was changed.
 pub const ROLLBACK_REFUSED: u8 = 10;
@@ -43,6 +45,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (CAPABILITY_MISSING, "a required Crown capability is missing"),
     (NOT_READY, "--wait / --wait-ready gave up: failed, stopped or timed out"),
     (NO_BOOT, "restart/stop/start: no boot is running on this root"),
+    (PROBE_FAILED, "probe: the probe did not pass (with --wait: not within --timeout)"),
     (ROLLBACK_REFUSED, "rollback refused: a file changed since razar wrote it (nothing changed)"),
     (NO_PATCH, "handover: the agent offered no patch"),
     (AGENT_ERROR, "handover: agent unreachable, timed out, HTTP error or unusable reply"),

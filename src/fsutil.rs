@@ -222,7 +222,7 @@ impl Appender {
 
     /// Appends `line` (one whole record ending in a newline) in one write.
     pub fn append_line(&self, mut line: Vec<u8>) -> Result<()> {
-        let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut write = |slot: &mut Option<Open>| -> io::Result<()> {
             if slot.as_ref().is_some_and(|open| self.moved(open)) {
                 *slot = None;
@@ -254,7 +254,7 @@ impl Appender {
     /// that must not wait for a stalled journal).
     #[cfg(test)]
     pub fn hold(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
-        self.file.lock().unwrap_or_else(|e| e.into_inner())
+        self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// True when the open file is no longer the one at `path` (renamed or removed by log

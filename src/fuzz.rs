@@ -180,7 +180,7 @@ fn the_crown_reply_parser_never_panics() {
             if let Ok(obj) = parse_reply(&reply, "ws://127.0.0.1:1/")
                 && let Ok(r) = Reply::from_object(&obj)
             {
-                let _ = r.ack.as_ref().map(|a| a.acknowledgement());
+                let _ = r.ack.as_ref().map(super::crown::protocol::Ack::acknowledgement);
                 let _ = capability::glm4v_present(&r.capabilities);
                 for c in &r.capabilities {
                     let _ = capability::normalize(c);

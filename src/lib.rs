@@ -37,6 +37,7 @@ pub mod control;
 pub mod crown;
 pub mod error;
 pub mod exit;
+pub mod export;
 pub mod fsutil;
 #[cfg(test)]
 mod fuzz;

@@ -39,7 +39,7 @@ impl Board {
     }
 
     fn lock(&self) -> MutexGuard<'_, usize> {
-        self.drawn.lock().unwrap_or_else(|e| e.into_inner())
+        self.drawn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -111,7 +111,7 @@ fn status_line<'a>(phase: Option<Phase>, states: impl Iterator<Item = &'a str>) 
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
     let phase = match phase {
-        Some(Phase::Handshake) | Some(Phase::Launching) | None => "booting",
+        Some(Phase::Handshake | Phase::Launching) | None => "booting",
         Some(Phase::Ready) => "ready",
         Some(Phase::Stopping) => "stopping",
         Some(Phase::Stopped) => "stopped",

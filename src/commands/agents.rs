@@ -108,7 +108,7 @@ fn print_table(roster: &Roster, reports: &[Option<Report>]) {
             [
                 a.label(),
                 a.protocol.map_or("?".into(), |p| p.to_string()),
-                a.endpoint.as_ref().map_or("-".into(), |e| e.display()),
+                a.endpoint.as_ref().map_or("-".into(), super::super::roster::Endpoint::display),
                 credential_text(a),
                 status_text(a, r),
             ]
@@ -162,8 +162,8 @@ fn to_json(roster: &Roster, agent: &Agent, report: &Option<Report>, include_remo
         "index": agent.index,
         "name": (!agent.name.is_empty()).then_some(&agent.name),
         "active": is_current(roster, agent),
-        "protocol": agent.protocol.map(|p| p.as_str()),
-        "endpoint": agent.endpoint.as_ref().map(|e| e.display()),
+        "protocol": agent.protocol.map(super::super::roster::raw::Protocol::as_str),
+        "endpoint": agent.endpoint.as_ref().map(super::super::roster::Endpoint::display),
         "model": agent.model,
         "timeout_seconds": agent.timeout.as_secs_f64(),
         "credential": {"source": source, "variable": variable, "field": field},

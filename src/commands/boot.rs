@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value};
@@ -22,13 +21,15 @@ use crate::layers;
 use crate::metrics::{self, HandshakeResult, Metrics};
 use crate::paths::Paths;
 use crate::progress::Board;
-use crate::quarantine::{self, Entry, Ledger, Source};
-use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services, Signals};
+use crate::quarantine::{Entry, Ledger, Source};
+use crate::sequencer::admission::{self, Hold};
+use crate::sequencer::dispatcher::{Adopted, Dispatcher, End, Options, Services};
 use crate::sequencer::history::History;
+use crate::sequencer::takeover;
 use crate::state::launched;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
-use crate::supervise::{leftovers, procfs, reaper};
+use crate::supervise::signals::Signals;
 
 pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<Arc<Board>>) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
@@ -87,7 +88,7 @@ fn spawn_reopen_on_sigusr1() {
             });
         }
         Err(e) => {
-            tracing::warn!("cannot watch SIGUSR1 ({e}); rotated journals are still reopened on their next record")
+            tracing::warn!("cannot watch SIGUSR1 ({e}); rotated journals are still reopened on their next record");
         }
     }
 }
@@ -113,34 +114,27 @@ async fn prepare(
     crate::fsutil::check_writable_dir(&paths.logs())?;
     let lock = BootLock::acquire(paths)?;
     // Daemonizing grandchildren are re-parented to razar, reaped, and stopped at shutdown.
-    if let Err(e) = reaper::become_subreaper() {
-        tracing::warn!("cannot become child subreaper ({e}); daemonizing processes may outlive razar");
-    }
-    reaper::spawn_reaper_task().map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
+    takeover::become_reaper().map_err(|e| Error::Internal(format!("cannot watch SIGCHLD: {e}")))?;
     crate::fsutil::restrict_dirs(&[paths.logs(), paths.quarantine_dir(), paths.private()]);
     spawn_reopen_on_sigusr1();
 
     let store = StateStore::new(paths.state());
     let previous = store.load()?;
     let ledger = Ledger::new(paths);
-    let host_boot_id = procfs::host_boot_id();
+    let host_boot_id = takeover::host_boot_id();
     let mut adopted = match (&previous, args.resume) {
-        (Some(prev), true) => adoptable(prev, &cfg, &ledger, host_boot_id.as_deref()),
+        (Some(prev), true) => admission::adoptable(
+            prev,
+            &cfg,
+            host_boot_id.as_deref(),
+            |c| ledger.is_quarantined(&c.name),
+            takeover::same_process,
+        ),
         _ => Vec::new(),
     };
     let mut leftover = launched::recorded(previous.as_ref(), &paths.launch_journal())?;
     leftover.retain(|l| !adopted.iter().any(|a| a.pid == l.pid));
-    let groups: Vec<leftovers::Group> = leftover
-        .into_iter()
-        .map(|l| leftovers::Group {
-            component: l.component,
-            pid: l.pid,
-            pgid: l.pgid,
-            start_time: l.start_time,
-            host_boot_id: l.host_boot_id,
-        })
-        .collect();
-    let reaped = leftovers::reap(&groups, |name| stop_settings(&cfg, name)).await;
+    let reaped = takeover::clear_leftovers(&cfg, leftover).await;
     if !reaped.is_empty() {
         tracing::warn!("stopped {} component(s) left running by a previous boot: {}", reaped.len(), reaped.join(", "));
     }
@@ -171,7 +165,7 @@ async fn prepare(
         boot_id: Some(format!("{}-{}", clock::epoch_millis(), std::process::id())),
         host_boot_id,
         razar_pid: Some(std::process::id()),
-        razar_start_time: procfs::start_time(std::process::id()),
+        razar_start_time: takeover::own_start_time(),
         phase: Some(Phase::Handshake),
         downtime: Value::Object(Map::new()),
         ..StateFile::default()
@@ -239,8 +233,7 @@ async fn prepare(
         adopted.into_iter().partition(|a| outcome.downtime.keys().any(|n| n.as_str() == a.name));
     adopted = keep;
     for a in &down {
-        let (signal, grace) = stop_settings(&cfg, &a.name);
-        crate::supervise::terminate::stop_group(a.pgid, signal, grace).await;
+        takeover::stop(&cfg, &a.name, a.pgid).await;
     }
     state.handshake = Some(outcome.state_json());
     state.capabilities = outcome.capabilities.clone();
@@ -272,38 +265,43 @@ async fn prepare(
     let mut held = Vec::new();
     for c in cfg.components.iter().filter(|c| c.enabled) {
         let name = c.name.as_str();
-        held.push(name);
-        if ledger.is_quarantined(&c.name) {
-            dispatcher.hold(name, ComponentStatus::Quarantined, "quarantined (see quarantine/)".into());
-            continue;
-        }
-        let failures = history.component_failures.get(name).copied().unwrap_or(0);
-        if quarantine::should_quarantine_up_front(failures, args.failure_limit) {
-            let reason = format!("failed in {failures} consecutive boots (--failure-limit {})", args.failure_limit);
-            ledger.add(&Entry::for_component(c, reason.clone(), Source::Razar))?;
-            tracing::warn!("{name}: quarantined before launch: {reason}");
-            dispatcher.quarantine_up_front(name, reason);
-            continue;
-        }
-        if let Some(entry) = outcome.downtime.get(&c.name) {
-            let note = if entry.diff.is_some() { " (its diff is recorded, not applied)" } else { "" };
-            tracing::warn!("{name}: in Crown downtime: {}{note}", entry.description);
-            dispatcher.hold(name, ComponentStatus::Downtime, format!("downtime: {}{note}", entry.description));
-            continue;
-        }
-        if args.resume {
-            let prev = previous.as_ref().and_then(|p| p.components.iter().find(|pc| pc.id == name));
-            if prev.is_some_and(|pc| pc.state == ComponentStatus::Completed && c.kind == config::Kind::Task) {
+        let facts = admission::Facts {
+            in_ledger: ledger.is_quarantined(&c.name),
+            failures: history.component_failures.get(name).copied().unwrap_or(0),
+            failure_limit: args.failure_limit,
+            downtime: outcome.downtime.get(&c.name).map(|e| (e.description.as_str(), e.diff.is_some())),
+            resumed_state: previous
+                .as_ref()
+                .filter(|_| args.resume)
+                .and_then(|p| p.components.iter().find(|pc| pc.id == name))
+                .map(|pc| pc.state),
+        };
+        match admission::hold(c, &facts) {
+            None => continue,
+            Some(Hold::Quarantined) => {
+                dispatcher.hold(name, ComponentStatus::Quarantined, "quarantined (see quarantine/)".into());
+            }
+            Some(Hold::OverFailureLimit { reason }) => {
+                ledger.add(&Entry::for_component(c, reason.clone(), Source::Razar))?;
+                tracing::warn!("{name}: quarantined before launch: {reason}");
+                dispatcher.quarantine_up_front(name, reason);
+            }
+            Some(Hold::Downtime { reason }) => {
+                tracing::warn!("{name}: in Crown {reason}");
+                dispatcher.hold(name, ComponentStatus::Downtime, reason);
+            }
+            Some(Hold::Completed) => {
                 dispatcher.hold(name, ComponentStatus::Completed, "completed in the resumed boot".into());
+                // Not launched, but not a hold that stops an adopted copy either.
+                continue;
             }
         }
-        held.pop();
+        held.push(name);
     }
     // A component just quarantined up front is not adopted: it is stopped like a leftover.
     for a in &adopted {
         if held.contains(&a.name.as_str()) {
-            let (signal, grace) = stop_settings(&cfg, &a.name);
-            crate::supervise::terminate::stop_group(a.pgid, signal, grace).await;
+            takeover::stop(&cfg, &a.name, a.pgid).await;
         } else {
             dispatcher.adopt(a);
         }
@@ -348,38 +346,6 @@ fn roster_agents(paths: &Paths) -> Vec<String> {
             Vec::new()
         }
     }
-}
-
-/// Components of the last boot that `--resume` keeps: recorded healthy, still in the config,
-/// and still the very same process (host boot, PID, start time and group checked, not just the
-/// PID). A state file without a host boot id (written by an older razar) is judged by PID and
-/// start time alone.
-fn adoptable(prev: &StateFile, cfg: &Config, ledger: &Ledger, host_boot_id: Option<&str>) -> Vec<Adopted> {
-    if prev.host_boot_id.as_deref().is_some_and(|b| Some(b) != host_boot_id) {
-        return Vec::new();
-    }
-    prev.components
-        .iter()
-        .filter(|c| c.state == ComponentStatus::Healthy)
-        .filter(|c| cfg.component(&c.id).is_some_and(|k| k.enabled && !ledger.is_quarantined(&k.name)))
-        .filter_map(|c| {
-            let (pid, pgid, start) = (c.pid?, c.pgid?, c.start_time?);
-            (procfs::same_process(pid, start) && procfs::pgid(pid) == Some(pgid)).then(|| Adopted {
-                name: c.id.clone(),
-                pid,
-                pgid,
-                start_time: start,
-                ready_at: c.ready_at.clone(),
-            })
-        })
-        .collect()
-}
-
-/// The signal and grace a component is stopped with (the defaults for one no longer in the
-/// config).
-fn stop_settings(cfg: &Config, name: &str) -> (Signal, Duration) {
-    let s = cfg.component(name).map(|c| c.shutdown.clone()).unwrap_or_default();
-    (s.signal, s.grace)
 }
 
 /// `--brief F`: a JSON object of extra mission-brief fields.

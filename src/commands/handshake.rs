@@ -40,10 +40,10 @@ pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
     let outcome = crown::handshake(paths, &cfg, &CrownEnv::from_process(), &brief).await?;
     match BootLock::acquire(paths) {
         Ok(_lock) => crown::record::record_in_state(&paths.state(), &outcome)?,
-        Err(Error::Locked { pid, .. }) => {
+        Err(crate::state::lock::LockError::Held { pid, .. }) => {
             tracing::warn!("a boot (pid {pid}) owns logs/razar_state.json; the handshake is not recorded there");
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
 
     if args.json {
@@ -52,7 +52,8 @@ pub async fn run(paths: &Paths, args: HandshakeArgs) -> Result<u8> {
         crate::outln!("acknowledgement: {}", outcome.acknowledgement);
         crate::outln!("capabilities: {}", outcome.capabilities.join(", "));
         if !outcome.downtime.is_empty() {
-            let names: Vec<&str> = outcome.downtime.keys().map(|n| n.as_str()).collect();
+            let names: Vec<&str> =
+                outcome.downtime.keys().map(super::super::config::resolved::ComponentName::as_str).collect();
             crate::outln!("downtime: {}", names.join(", "));
         }
         if !outcome.launched_models.is_empty() {
@@ -97,6 +98,7 @@ fn load_config(paths: &Paths, explicit: Option<&Path>) -> Result<Config> {
         jobs: None,
         on_failure: OnFailure::default(),
         components: Vec::new(),
+        graph: Default::default(),
         layers: Default::default(),
     })
 }

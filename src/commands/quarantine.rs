@@ -255,7 +255,7 @@ fn report(change: &Change) {
                 e.name,
                 quarantined_at(e),
                 one_line(&e.reason, 100)
-            )
+            );
         }
     }
 }

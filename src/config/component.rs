@@ -14,7 +14,7 @@ pub(super) fn resolve_components(
     root: &Path,
     layers: &BTreeMap<String, Vec<String>>,
     diags: &mut Diags,
-) -> Vec<std::sync::Arc<Component>> {
+) -> (Vec<std::sync::Arc<Component>>, Graph) {
     let _ = layers;
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut names: Vec<Option<ComponentName>> = Vec::with_capacity(raws.len());
@@ -163,9 +163,18 @@ pub(super) fn resolve_components(
             }));
         }
     }
+    let mut checked = Graph::default();
     if diags.list.is_empty() {
         let priority: Vec<Option<i64>> = raws.iter().map(|(_, c)| c.priority).collect();
         let graph = super::graph::WaitGraph::new(&dep_index, &priority);
+        checked.tier = priority.iter().map(|p| p.and_then(|p| graph.tiers.binary_search(&p).ok())).collect();
+        checked.tiers = vec![Vec::new(); graph.tiers.len()];
+        for (i, k) in checked.tier.iter().enumerate() {
+            if let Some(k) = k {
+                checked.tiers[*k].push(i);
+            }
+        }
+        checked.deps = dep_index;
         if let Some(cycle) = graph.find_cycle() {
             let names: Vec<&str> = out.iter().map(|c| c.name.as_str()).collect();
             let text: Vec<String> = cycle.iter().map(|&v| graph.describe(v, &names)).collect();
@@ -175,7 +184,7 @@ pub(super) fn resolve_components(
             );
         }
     }
-    out
+    (out, checked)
 }
 
 pub(super) fn resolve_command(spec: &CommandSpec, path: &str, diags: &mut Diags) -> Option<Command> {

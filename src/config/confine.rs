@@ -91,7 +91,7 @@ mod tests {
     fn relative_paths_stay_inside_and_absolute_ones_need_an_allowance() {
         let root = Path::new("/srv/stack");
         let ok = |v: &str, allowed: &[&str]| {
-            let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+            let allowed: Vec<String> = allowed.iter().map(std::string::ToString::to_string).collect();
             check(&root.join(v), root, &allowed)
         };
         ok("monitoring/x.prom", &[]).unwrap();

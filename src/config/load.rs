@@ -65,7 +65,7 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
 
     let env_file = root.join("razar_env.yaml");
     let layers = load_layers(&env_file, &raw_components, &mut diags);
-    let components = resolve_components(&raw_components, root, &layers, &mut diags);
+    let (components, graph) = resolve_components(&raw_components, root, &layers, &mut diags);
     let crown = resolve_crown(raw.crown.unwrap_or_default(), root, env, &mut diags);
     let metrics = resolve_metrics(raw.metrics.unwrap_or_default(), root, &mut diags);
     if raw.jobs == Some(0) {
@@ -84,6 +84,7 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
         on_failure: raw.on_failure.unwrap_or_default(),
         components,
         layers: used,
+        graph,
     };
     for (field, message) in
         super::confine::check_config(&cfg, root, raw.allow_outside_root.as_deref().unwrap_or_default())

@@ -62,6 +62,19 @@ pub struct Config {
     pub components: Vec<std::sync::Arc<Component>>,
     /// Layers from `razar_env.yaml` used by some component: name → requirements.
     pub layers: BTreeMap<String, Vec<String>>,
+    /// Who waits for whom, by index, as validated (no cycle).
+    pub graph: Graph,
+}
+
+/// The checked wait-for graph of the components, by index into `Config::components`.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// `deps[i][e]`: the component that edge `e` of `components[i].depends_on` names.
+    pub deps: Vec<Vec<usize>>,
+    /// Members of each priority tier, ascending priority.
+    pub tiers: Vec<Vec<usize>>,
+    /// `tier[i]`: the tier of component `i`, if it has a priority.
+    pub tier: Vec<Option<usize>>,
 }
 
 impl Config {

@@ -135,7 +135,7 @@ pub async fn run_launcher(
             }
             guard.disarm();
             record.status = "timeout";
-            record.error = Some(format!("still running after {:?}; its process group was stopped", timeout));
+            record.error = Some(format!("still running after {timeout:?}; its process group was stopped"));
         }
     }
     record.duration_seconds = started.elapsed().as_secs_f64();
@@ -203,7 +203,7 @@ fn drain<R: AsyncRead + Unpin + Send + 'static>(stream: Option<R>) -> Option<Cap
             if n == 0 {
                 break;
             }
-            let mut b = sink.lock().unwrap_or_else(|p| p.into_inner());
+            let mut b = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let room = OUTPUT_CAP.saturating_sub(b.len());
             b.extend_from_slice(&chunk[..n.min(room)]);
         }
@@ -220,7 +220,7 @@ async fn collected(captured: &Option<Captured>, until: Instant) -> String {
         }
     };
     let _ = tokio::time::timeout_at(until, wait).await;
-    let b = buf.lock().unwrap_or_else(|p| p.into_inner());
+    let b = buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     String::from_utf8_lossy(&b).into_owned()
 }
 

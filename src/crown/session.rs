@@ -253,7 +253,7 @@ async fn online(
 
     let checked = Reply::from_object(&reply)
         .map_err(|source| HandshakeError::Malformed { url: shown.clone(), source })
-        .and_then(|r| match r.ack.as_ref().and_then(|a| a.acknowledgement()) {
+        .and_then(|r| match r.ack.as_ref().and_then(super::protocol::Ack::acknowledgement) {
             Some(ack) => Ok((ack, r)),
             None => {
                 let reason = match &r.ack {

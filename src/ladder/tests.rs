@@ -7,27 +7,27 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// What the server does with one connection.
-pub enum Canned {
+pub(crate) enum Canned {
     /// Write these bytes and close.
     Raw(String),
     /// Read the request, then never answer (the connection stays open until the test ends).
     Hang,
 }
 
-pub fn reply(status: &str, headers: &str, body: &str) -> Canned {
+pub(crate) fn reply(status: &str, headers: &str, body: &str) -> Canned {
     Canned::Raw(format!(
         "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n{headers}\r\n{body}",
         body.len()
     ))
 }
 
-pub struct Server {
+pub(crate) struct Server {
     pub url: String,
     pub requests: Arc<Mutex<Vec<String>>>,
     _thread: JoinHandle<()>,
 }
 
-pub fn serve(canned: Vec<Canned>) -> Server {
+pub(crate) fn serve(canned: Vec<Canned>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let requests = Arc::new(Mutex::new(Vec::new()));

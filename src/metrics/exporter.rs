@@ -119,7 +119,7 @@ impl Exporter {
 async fn handle(mut stream: TcpStream, metrics: Metrics, read_timeout: Duration) {
     let response = match tokio::time::timeout(read_timeout, read_head(&mut stream)).await {
         Ok(Ok(Some(head))) => route(&head, &metrics),
-        Ok(Ok(None)) | Ok(Err(Head::Io)) => return,
+        Ok(Ok(None) | Err(Head::Io)) => return,
         Ok(Err(Head::TooLarge)) => Response::text(431, "Request Header Fields Too Large", "request too large\n"),
         Ok(Err(Head::Malformed)) => Response::text(400, "Bad Request", "bad request\n"),
         Err(_) => Response::text(408, "Request Timeout", "request timeout\n"),

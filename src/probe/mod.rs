@@ -1,9 +1,13 @@
 //! Probes (DESIGN §6). `check` runs one bounded attempt of an exec, http, tcp or file probe;
-//! log probes are event-driven and matched by the output drain instead. `policy` turns
-//! results into verdicts and decides when to probe next. Every attempt is bounded by the
+//! log probes are event-driven: the output drain reports lines and the sequencer matches
+//! them. `policy` turns results into verdicts and decides when to probe next; `runner` is
+//! the one probe loop of readiness and liveness; `spec` parses the probes `razar probe` runs
+//! from the command line. Every attempt is bounded by the
 //! probe's timeout.
 
 pub mod policy;
+pub mod runner;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

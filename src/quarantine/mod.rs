@@ -406,7 +406,15 @@ mod tests {
         assert!(scan.unreadable[0].message().contains("quarantine/bad.json"), "{}", scan.unreadable[0].message());
         assert!(ledger.is_quarantined(&name("bad")), "an unreadable entry keeps its component out");
         assert!(ledger.get(&name("bad")).is_err());
-        assert_eq!(ledger.names().unwrap().iter().map(|n| n.as_str()).collect::<Vec<_>>(), ["bad", "evil", "good"]);
+        assert_eq!(
+            ledger
+                .names()
+                .unwrap()
+                .iter()
+                .map(super::super::config::resolved::ComponentName::as_str)
+                .collect::<Vec<_>>(),
+            ["bad", "evil", "good"]
+        );
         assert_eq!(files(), before, "reading the ledger moves nothing");
         // Releasing it is the way out: the file is moved aside, kept for inspection.
         ledger.release(&name("bad"), None).unwrap();

@@ -253,7 +253,7 @@ mod tests {
         let test = Command::Shell("yes flood | head -c 3000000; echo THE-END; exit 1".into());
         match run_tests(&[test], d.path(), &[], Duration::from_secs(30), &log) {
             TestVerdict::Failed { output } => {
-                assert!(output.trim_end().ends_with("THE-END"), "{}", &output[output.len() - 100..])
+                assert!(output.trim_end().ends_with("THE-END"), "{}", &output[output.len() - 100..]);
             }
             other => panic!("{other:?}"),
         }

@@ -209,10 +209,10 @@ pub(crate) mod tests {
     use crate::config::Env;
 
     /// An environment made of the given pairs only.
-    pub struct MapEnv(pub HashMap<String, String>);
+    pub(crate) struct MapEnv(pub HashMap<String, String>);
 
     impl MapEnv {
-        pub fn of(pairs: &[(&str, &str)]) -> MapEnv {
+        pub(crate) fn of(pairs: &[(&str, &str)]) -> MapEnv {
             MapEnv(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
         }
     }

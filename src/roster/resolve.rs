@@ -47,7 +47,7 @@ pub fn load(file: &Path, env: &dyn Env) -> Result<Roster, Diagnostic> {
 pub fn resolve(file: &Path, doc: &Value, env: &dyn Env) -> Roster {
     let mut problems = Vec::new();
     let push = |list: &mut Vec<Diagnostic>, field: &str, message: String| {
-        list.push(Diagnostic { file: file.to_path_buf(), field: field.to_owned(), message })
+        list.push(Diagnostic { file: file.to_path_buf(), field: field.to_owned(), message });
     };
     // `agents` is parsed element by element below, each problem at the element's own path.
     let mut top = doc.clone();

@@ -1,7 +1,13 @@
-//! Boot sequencing: the pure plan (`plan`), pure retry/backoff rules (`backoff`), and the
-//! dispatcher that owns run state and drives components through their lifecycle.
+//! Boot sequencing: the pure plan (`plan`), pure retry/backoff rules (`backoff`), every
+//! decision of a boot as a pure state machine (`machine`), and the dispatcher, the async
+//! shell that feeds the machine events and carries out its actions; `admission` decides, as
+//! pure functions, what a boot holds back and adopts, and `takeover` does the process work
+//! before the machine runs.
 
+pub mod admission;
 pub mod backoff;
 pub mod dispatcher;
 pub mod history;
+pub mod machine;
 pub mod plan;
+pub mod takeover;

@@ -1,5 +1,5 @@
-//! The boot plan: who waits for whom, and who must stop before whom. Pure: computed once from
-//! the validated config, queried by the dispatcher.
+//! The boot plan: who waits for whom, and who must stop before whom. Pure: taken once from
+//! the graph the config check built (`config::Graph`), queried by the machine.
 
 use crate::config::{Condition, Config};
 
@@ -27,35 +27,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of a validated config: its checked graph, with each edge's condition.
     pub fn new(cfg: &Config) -> Self {
         let n = cfg.components.len();
-        let index = |name: &str| cfg.components.iter().position(|c| c.name.as_str() == name);
         let mut deps = vec![Vec::new(); n];
         let mut dependents = vec![Vec::new(); n];
-        for (i, c) in cfg.components.iter().enumerate() {
-            for d in &c.depends_on {
-                let on = index(d.name.as_str()).expect("validated dependency");
+        for (i, (c, on)) in cfg.components.iter().zip(&cfg.graph.deps).enumerate() {
+            for (d, &on) in c.depends_on.iter().zip(on) {
                 deps[i].push(Edge { on, condition: d.condition, timeout: d.timeout, restart: d.restart });
                 dependents[on].push(i);
             }
         }
-        let mut values: Vec<i64> = cfg.components.iter().filter_map(|c| c.priority).collect();
-        values.sort_unstable();
-        values.dedup();
-        let mut tiers = vec![Vec::new(); values.len()];
-        let tier: Vec<Option<usize>> = cfg
-            .components
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                c.priority.map(|p| {
-                    let k = values.binary_search(&p).expect("listed");
-                    tiers[k].push(i);
-                    k
-                })
-            })
-            .collect();
-        Plan { deps, tier, tiers, dependents }
+        let mut tier = cfg.graph.tier.clone();
+        tier.resize(n, None);
+        Plan { deps, tier, tiers: cfg.graph.tiers.clone(), dependents }
     }
 
     /// Every component that transitively waits on `i` through `depends_on` (not tiers).

@@ -5,9 +5,17 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::error::Error;
 use crate::fsutil::{self, FsError};
 use crate::paths::Paths;
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("another razar boot (pid {pid}) holds {}; stop it first or use a different --root", path.display())]
+    Held { pid: String, path: std::path::PathBuf },
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
 
 /// Held while the boot runs; the lock is released when this is dropped or the process dies.
 #[derive(Debug)]
@@ -16,7 +24,7 @@ pub struct BootLock {
 }
 
 impl BootLock {
-    pub fn acquire(paths: &Paths) -> Result<Self, Error> {
+    pub fn acquire(paths: &Paths) -> Result<Self, LockError> {
         let path = paths.lock();
         fsutil::ensure_private_dir(&paths.private())?;
         let mut file = OpenOptions::new()
@@ -45,7 +53,7 @@ impl BootLock {
                 let mut pid = String::new();
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim().to_owned();
-                return Err(Error::Locked { pid: if pid.is_empty() { "unknown".into() } else { pid }, path });
+                return Err(LockError::Held { pid: if pid.is_empty() { "unknown".into() } else { pid }, path });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(FsError::new("locking", &path, e).into()),
         }

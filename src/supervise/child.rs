@@ -7,12 +7,11 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
 
-use regex::Regex;
 use std::sync::Arc;
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
-use super::output::{self, RotatingLog};
+use super::output::{self, LineSink, RotatingLog};
 
 /// Everything needed to start one process.
 pub struct SpawnSpec {
@@ -20,8 +19,8 @@ pub struct SpawnSpec {
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
     pub log_path: PathBuf,
-    /// Log probe: the first output line matching this is sent back.
-    pub log_pattern: Option<(Arc<Regex>, oneshot::Sender<String>)>,
+    /// Log probe: output lines are reported here while it listens.
+    pub lines: Option<LineSink>,
     /// Notified whenever output arrives (a starting service often logs the moment it is ready).
     pub output_seen: Option<Arc<Notify>>,
 }
@@ -70,7 +69,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     drop(cmd);
     let pid = child.id().expect("a just-spawned child has a pid");
     let receiver = tokio::net::unix::pipe::Receiver::from_owned_fd(reader).map_err(SpawnError::Pipe)?;
-    tokio::spawn(output::drain(receiver, log, spec.log_pattern, spec.output_seen));
+    tokio::spawn(output::drain(receiver, log, spec.lines, spec.output_seen));
     Ok(Spawned { child, pid, pgid: pid as i32, start_time: super::procfs::start_time(pid) })
 }
 

@@ -7,6 +7,7 @@ pub mod output;
 pub mod procfs;
 pub mod reaper;
 pub mod secrets;
+pub mod signals;
 pub mod terminate;
 
 /// Descriptors reserved up front for a boot: enough for a thousand components (a pipe and a

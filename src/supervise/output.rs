@@ -1,5 +1,5 @@
 //! A component's combined stdout+stderr: appended to `logs/components/<name>.log`, rotated by
-//! size, and scanned line by line for the log probe's regex.
+//! size, and reported line by line while a log probe listens (the sequencer matches them).
 //!
 //! The drain reads in large chunks and writes straight to the file, so a child writing
 //! 100 MB/s is never blocked on a full pipe for long; lines are only assembled while a log
@@ -10,9 +10,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::AsyncReadExt;
-use tokio::sync::oneshot;
 
 /// Rotate when the log passes this size.
 pub const ROTATE_BYTES: u64 = 10 * 1024 * 1024;
@@ -96,12 +97,35 @@ impl RotatingLog {
     }
 }
 
-/// Reads `pipe` until EOF into `log`; sends the first line matching `pattern` on `matched`.
+/// Where a component's output lines go while a log probe listens: each line, then `None` at
+/// the end of the output, tagged with the caller's `tag` (component and attempt). Lines are
+/// only assembled while `listening` holds; the receiver clears it once it has its answer.
+pub struct LineSink {
+    pub tx: tokio::sync::mpsc::Sender<(LineTag, Option<String>)>,
+    pub tag: LineTag,
+    pub listening: Arc<AtomicBool>,
+}
+
+/// The caller's tag of a line: component index and attempt generation.
+pub type LineTag = (usize, u64);
+
+impl LineSink {
+    fn listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// Sends one line (or the end); false once nobody listens any more.
+    async fn send(&self, line: Option<String>) -> bool {
+        self.listening() && self.tx.send((self.tag, line)).await.is_ok()
+    }
+}
+
+/// Reads `pipe` until EOF into `log`; reports lines to `lines` while it listens.
 pub async fn drain(
     mut pipe: tokio::net::unix::pipe::Receiver,
     mut log: RotatingLog,
-    mut pattern: Option<(std::sync::Arc<Regex>, oneshot::Sender<String>)>,
-    output_seen: Option<std::sync::Arc<tokio::sync::Notify>>,
+    mut lines: Option<LineSink>,
+    output_seen: Option<Arc<tokio::sync::Notify>>,
 ) {
     if let Err(e) = log.create() {
         tracing::warn!(path = %log.path.display(), error = %e, "cannot create the component log");
@@ -124,21 +148,24 @@ pub async fn drain(
         }
         // A read that did not fill the buffer drained the pipe: the child paused.
         let paused = n < buf.len();
-        if pattern.is_some() {
+        if lines.as_ref().is_some_and(LineSink::listening) {
             for &b in &buf[..n] {
                 if b == b'\n' || line.len() >= MAX_LINE {
-                    if let Some(hit) = check_line(&line, &mut pattern) {
-                        if let Some((_, tx)) = pattern.take() {
-                            let _ = tx.send(hit);
-                        }
-                        line.clear();
+                    let sent = match &lines {
+                        Some(sink) => sink.send(Some(text_of(&line))).await,
+                        None => false,
+                    };
+                    line.clear();
+                    if !sent {
+                        lines = None;
                         break;
                     }
-                    line.clear();
                 } else {
                     line.push(b);
                 }
             }
+        } else {
+            lines = None;
         }
         if paused {
             log.idle();
@@ -146,19 +173,17 @@ pub async fn drain(
             buf.resize(buf.len() * 4, 0);
         }
     }
-    // A last line without a newline still counts.
-    if let Some(hit) = check_line(&line, &mut pattern)
-        && let Some((_, tx)) = pattern.take()
-    {
-        let _ = tx.send(hit);
+    if let Some(sink) = lines {
+        // A last line without a newline still counts.
+        if !line.is_empty() && !sink.send(Some(text_of(&line))).await {
+            return;
+        }
+        sink.send(None).await;
     }
 }
 
-fn check_line(line: &[u8], pattern: &mut Option<(std::sync::Arc<Regex>, oneshot::Sender<String>)>) -> Option<String> {
-    let (re, _) = pattern.as_ref()?;
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches('\r');
-    re.is_match(text).then(|| text.to_owned())
+fn text_of(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).trim_end_matches('\r').to_owned()
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub fn host_boot_id() -> Option<String> {
 pub fn alive(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
     let state = stat.rfind(')').and_then(|i| stat[i + 2..].chars().next());
-    !matches!(state, None | Some('Z') | Some('X'))
+    !matches!(state, None | Some('Z' | 'X'))
 }
 
 /// True while process group `pgid` has a member (zombies count until reaped).

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 
 fn tracked() -> MutexGuard<'static, HashSet<u32>> {
     static TRACKED: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
-    TRACKED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+    TRACKED.get_or_init(Default::default).lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Makes razar the reaper of every orphan descended from it (Linux `PR_SET_CHILD_SUBREAPER`).

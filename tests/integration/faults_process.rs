@@ -309,9 +309,11 @@ fn sigkill_mid_boot_and_after_ready_then_boot_and_resume_leave_no_duplicate_and_
     let b_old = live_pids(&r, "b.pids");
     kill(Pid::from_raw(b_old[0] as i32), Signal::SIGKILL).unwrap();
     let fourth = r.spawn(&["boot", "--resume"]);
-    wait_until("b to be relaunched", Duration::from_secs(30), || {
+    // Relaunched and recorded, as in step 1.
+    wait_until("b to be relaunched and recorded", Duration::from_secs(30), || {
         let live = live_pids(&r, "b.pids");
-        (live.len() == 1 && live != b_old).then_some(())
+        let recorded = std::fs::read_to_string(r.path(".razar/launched.jsonl")).unwrap_or_default();
+        (live.len() == 1 && live != b_old && recorded.contains(&format!("\"pid\":{}", live[0]))).then_some(())
     });
     sigkill(fourth);
     std::fs::write(r.path("go"), "").unwrap();

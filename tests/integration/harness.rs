@@ -24,7 +24,7 @@ const SCRUBBED: &[&str] = &[
     "RAZAR_LOG",
 ];
 
-pub struct Razar {
+pub(crate) struct Razar {
     dir: tempfile::TempDir,
     /// The root: the temporary directory itself, or a directory below it.
     root: PathBuf,
@@ -32,7 +32,7 @@ pub struct Razar {
 }
 
 /// Output of a finished run, with the streams decoded.
-pub struct Run {
+pub(crate) struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
@@ -50,7 +50,7 @@ impl Run {
     }
 
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
+    pub(crate) fn expect_code(&self, code: i32) -> &Self {
         assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
@@ -63,7 +63,7 @@ impl Default for Razar {
 }
 
 impl Razar {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         Razar { dir, root, env: vec![("RAZAR_METRICS_PORT".into(), "0".into())] }
@@ -71,7 +71,7 @@ impl Razar {
 
     /// A root whose absolute path is at least `len` characters long (nested directories in
     /// the temporary directory).
-    pub fn with_root_len(len: usize) -> Self {
+    pub(crate) fn with_root_len(len: usize) -> Self {
         let mut r = Self::new();
         let mut root = r.dir.path().to_path_buf();
         while root.as_os_str().len() < len {
@@ -82,22 +82,22 @@ impl Razar {
         r
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root().join(rel)
     }
 
-    pub fn env(&mut self, key: &str, value: &str) -> &mut Self {
+    pub(crate) fn env(&mut self, key: &str, value: &str) -> &mut Self {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.into(), value.into()));
         self
     }
 
     /// Writes `contents` to `rel` under the root, creating directories.
-    pub fn write(&self, rel: &str, contents: &str) -> &Self {
+    pub(crate) fn write(&self, rel: &str, contents: &str) -> &Self {
         let p = self.path(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, contents).unwrap();
@@ -105,11 +105,11 @@ impl Razar {
     }
 
     /// Writes `config/boot_config.json`.
-    pub fn config(&self, json: Value) -> &Self {
+    pub(crate) fn config(&self, json: Value) -> &Self {
         self.write("config/boot_config.json", &serde_json::to_string_pretty(&json).unwrap())
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_razar"));
         for k in SCRUBBED {
             cmd.env_remove(k);
@@ -123,7 +123,7 @@ impl Razar {
     }
 
     /// Runs razar to completion (bounded: a hung razar fails the test after 120 s).
-    pub fn run(&self, args: &[&str]) -> Run {
+    pub(crate) fn run(&self, args: &[&str]) -> Run {
         let mut child = self.spawn(args);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -140,20 +140,20 @@ impl Razar {
     }
 
     /// Starts razar with piped stdout/stderr.
-    pub fn spawn(&self, args: &[&str]) -> Child {
+    pub(crate) fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn razar")
     }
 
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
     }
 
-    pub fn json(&self, rel: &str) -> Value {
+    pub(crate) fn json(&self, rel: &str) -> Value {
         serde_json::from_str(&self.read(rel)).unwrap_or_else(|e| panic!("parsing {rel}: {e}"))
     }
 
     /// Every parseable line of a JSONL file (missing file: none).
-    pub fn jsonl(&self, rel: &str) -> Vec<Value> {
+    pub(crate) fn jsonl(&self, rel: &str) -> Vec<Value> {
         std::fs::read_to_string(self.path(rel))
             .unwrap_or_default()
             .lines()
@@ -162,14 +162,14 @@ impl Razar {
     }
 
     /// The state file's `phase`, once the file exists.
-    pub fn phase(&self) -> Option<String> {
+    pub(crate) fn phase(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.path("logs/razar_state.json")).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
         v["phase"].as_str().map(str::to_owned)
     }
 
     /// The state file's entry for `component`.
-    pub fn component_state(&self, component: &str) -> Value {
+    pub(crate) fn component_state(&self, component: &str) -> Value {
         let state = self.json("logs/razar_state.json");
         state["components"]
             .as_array()
@@ -178,7 +178,7 @@ impl Razar {
     }
 
     /// Every file under `rel` with its contents, to prove a failed command changed nothing.
-    pub fn snapshot(&self, rel: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    pub(crate) fn snapshot(&self, rel: &str) -> Vec<(PathBuf, Vec<u8>)> {
         fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
             let Ok(entries) = std::fs::read_dir(dir) else { return };
             for e in entries.flatten() {
@@ -200,7 +200,7 @@ impl Razar {
 /// Waits (bounded) until `check` returns `Some`, re-checking every 10 ms: for events that
 /// show up in files or the process table, which offer nothing to block on.
 #[track_caller]
-pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
@@ -212,7 +212,7 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
 }
 
 /// True while any process is in process group `pgid`.
-pub fn group_alive(pgid: i32) -> bool {
+pub(crate) fn group_alive(pgid: i32) -> bool {
     // kill(-pgid, 0) succeeds while the group has a member.
     unsafe { libc_kill(-pgid, 0) == 0 }
 }
