@@ -100,7 +100,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
             }
         }
     };
-    let shown_endpoint = spec.endpoint.map_or_else(|| "local CLI".to_string(), |e| e.display());
+    let shown_endpoint = spec.endpoint.map_or_else(|| "local CLI".to_string(), roster::Endpoint::display);
 
     let error = args.error.clone().unwrap_or_else(|| "the component failed".into());
     let mut ctx = context::build_failure_context(paths, &component, &error);

@@ -112,7 +112,7 @@ fn the_tool_loop_is_bounded_in_rounds() {
     let out = chat(Protocol::OpenaiChat, &endpoint(&server.url), &secret);
     match out.result {
         Err(Failure::Agent(AgentError::NoPatch(why))) => {
-            assert_eq!(why, format!("still calling read_file after {MAX_TOOL_ROUNDS} answered tool rounds"))
+            assert_eq!(why, format!("still calling read_file after {MAX_TOOL_ROUNDS} answered tool rounds"));
         }
         other => panic!("{other:?}"),
     }

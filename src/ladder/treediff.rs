@@ -72,10 +72,7 @@ fn same(a: &Path, b: &Path) -> bool {
             let (Ok(mut fa), Ok(mut fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else { return false };
             let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
             loop {
-                let n = match fa.read(&mut ba) {
-                    Ok(n) => n,
-                    Err(_) => return false,
-                };
+                let Ok(n) = fa.read(&mut ba) else { return false };
                 if n == 0 {
                     return true;
                 }
