@@ -76,8 +76,8 @@ pub enum Command {
     /// snapshot; refuses, changing nothing, when a file changed since razar wrote it.
     #[command(after_help = ROLLBACK_EXIT_CODES)]
     Rollback(RollbackArgs),
-    /// One repair round outside boot: send the component's failure context to the roster's
-    /// active agent and print its suggested patch (`--dry-run`: no file is changed).
+    /// One repair round outside boot: the component's failure context to the roster's active
+    /// agent; its patch verified in a sandbox and promoted (`--dry-run`: only printed).
     #[command(after_help = HANDOVER_EXIT_CODES)]
     Handover(HandoverArgs),
     /// Run one probe (tcp://, http(s)://, exec:, file:, or a component's probe by name) once,
@@ -183,10 +183,10 @@ pub struct ExportArgs {
     pub image: String,
 }
 
-const HANDOVER_EXIT_CODES: &str = "Exit codes: 0 suggestion received; 12 the agent offered no patch; \
-                                   13 agent error (unreachable, timeout, HTTP error, unusable reply, \
-                                   the opencode CLI failed); 2 bad usage, unknown component or agent or \
-                                   missing credential. See docs/agents.md.";
+const HANDOVER_EXIT_CODES: &str = "Exit codes: 0 patch verified and promoted (--dry-run: suggestion \
+                                    received); 12 the agent offered no patch; 13 agent error; 14 the \
+                                    patch was rejected or failed the component's tests (nothing changed); \
+                                    2 usage. See docs/agents.md and docs/repair.md.";
 
 #[derive(Debug, Args)]
 pub struct HandoverArgs {
@@ -206,7 +206,9 @@ pub struct HandoverArgs {
     /// A file whose text is added to the failure context (first 64 KiB).
     #[arg(long, value_name = "F")]
     pub context: Option<PathBuf>,
-    /// Print and save the suggestion, change no file (required: applying is not available yet).
+    /// Print and save the suggestion, change no file. Without it the patch goes through the
+    /// repair pipeline (paths, sandbox, the component's tests, promotion) and a running boot
+    /// restarts the component.
     #[arg(long)]
     pub dry_run: bool,
     /// One JSON object on stdout.
@@ -317,6 +319,14 @@ pub struct BootArgs {
     /// (0 disables).
     #[arg(long, default_value_t = 3)]
     pub failure_limit: u32,
+    /// Repair rounds through the agent ladder (config/razar_ai_agents.json) for a component
+    /// out of local attempts or restart budget, before it is quarantined (0: none).
+    #[arg(long, default_value_t = 3)]
+    pub remote_attempts: u32,
+    /// Keep handing a failing component to the repair agents, with backoff, until a patch
+    /// heals it or razar is stopped.
+    #[arg(long)]
+    pub long_task: bool,
     /// Keep components of the last boot that are still alive and healthy; start the rest.
     #[arg(long)]
     pub resume: bool,

@@ -26,6 +26,9 @@ pub const NO_PATCH: u8 = 12;
 /// `razar handover`: the agent was unreachable, timed out, answered an HTTP error or an
 /// unusable reply.
 pub const AGENT_ERROR: u8 = 13;
+/// `razar handover`: the suggested patch was rejected (a path it may not touch, unparseable)
+/// or failed the component's tests in the sandbox. Nothing outside the sandbox changed.
+pub const PATCH_NOT_VERIFIED: u8 = 14;
 /// Internal error: an I/O failure or a bug. The message says what.
 pub const INTERNAL: u8 = 70;
 /// The terminal hung up (SIGHUP, 128 + 1); the stack was stopped in order.
@@ -49,6 +52,7 @@ pub const TABLE: &[(u8, &str)] = &[
     (ROLLBACK_REFUSED, "rollback refused: a file changed since razar wrote it (nothing changed)"),
     (NO_PATCH, "handover: the agent offered no patch"),
     (AGENT_ERROR, "handover: agent unreachable, timed out, HTTP error or unusable reply"),
+    (PATCH_NOT_VERIFIED, "handover: the patch was rejected or failed the component's tests (nothing changed)"),
     (INTERNAL, "internal error (I/O failure or bug)"),
     (SIGHUP, "terminal hung up (SIGHUP); stack stopped"),
     (SIGINT, "interrupted by SIGINT; stack stopped"),

@@ -157,7 +157,13 @@ async fn prepare(
     }
 
     let metrics = Metrics::new();
-    metrics.register_stack(&stack_labels(&cfg, &roster_agents(paths)));
+    let agents = roster_agents(paths);
+    metrics.register_stack(&stack_labels(&cfg, &agents));
+    // Before anything of this boot can change the roster (the ladder rewrites `active`): the
+    // snapshot a halt and `razar rollback` restore.
+    if !agents.is_empty() {
+        crate::roster::snapshot::take(&paths.join(crate::roster::FILE))?;
+    }
     let mut state = StateFile {
         version: crate::state::STATE_VERSION,
         mission: args.mission.clone().or_else(|| cfg.mission.clone()),
@@ -257,8 +263,15 @@ async fn prepare(
     let http = client(false)?;
     let alerts = Alerts::new(paths, alerts::webhook_from_env(), client(true)?);
     let services = Services { metrics, alerts, ledger: ledger.clone(), control: Some(control_rx), layers };
-    let opts =
-        Options { retries: args.retries, keep_going: args.keep_going, jobs: args.jobs.or(cfg.jobs), board, json_logs };
+    let opts = Options {
+        retries: args.retries,
+        keep_going: args.keep_going,
+        jobs: args.jobs.or(cfg.jobs),
+        board,
+        json_logs,
+        heal_rounds: if cfg.ai_handover && !agents.is_empty() { args.remote_attempts } else { 0 },
+        long_task: args.long_task,
+    };
     let cfg = Arc::new(cfg);
     let mut dispatcher = Dispatcher::new(cfg.clone(), paths.clone(), opts, state, http, services);
 

@@ -97,6 +97,7 @@ fn load_config(paths: &Paths, explicit: Option<&Path>) -> Result<Config> {
         },
         jobs: None,
         on_failure: OnFailure::default(),
+        ai_handover: true,
         components: Vec::new(),
         graph: Default::default(),
         layers: Default::default(),

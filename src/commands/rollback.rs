@@ -19,7 +19,6 @@ use crate::cli::RollbackArgs;
 use crate::control::{self, ClientError, Request, Response};
 use crate::error::{Error, Result};
 use crate::exit;
-use crate::fsutil;
 use crate::paths::Paths;
 use crate::repair::history::{self, PatchLogRecord, PatchState};
 use crate::repair::{self, PromoteError, RepairPaths};
@@ -76,11 +75,7 @@ pub async fn run(paths: &Paths, args: RollbackArgs) -> Result<u8> {
         history::append_patch_log(&repair_paths.patch_log(), &rec)?;
     }
     if roster_snapshot {
-        let bytes = std::fs::read(&backup).map_err(|e| fsutil::FsError::new("reading", &backup, e))?;
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&backup).map_err(|e| fsutil::FsError::new("reading", &backup, e))?.permissions(),
-        );
-        fsutil::atomic_write(&paths.join(roster::FILE), &bytes, mode & 0o777)?;
+        roster::snapshot::restore(&paths.join(roster::FILE))?;
     }
     let restart = if plan.is_empty() { "not needed".to_string() } else { restart(paths, name).await };
     report(&args, &plan, roster_snapshot, &restart, false);

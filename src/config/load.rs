@@ -82,6 +82,7 @@ pub fn load(file: &Path, root: &Path, env: &dyn Env) -> Result<Config, Invalid> 
         metrics,
         jobs: raw.jobs,
         on_failure: raw.on_failure.unwrap_or_default(),
+        ai_handover: raw.enable_ai_handover.unwrap_or(true),
         components,
         layers: used,
         graph,

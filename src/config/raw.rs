@@ -38,8 +38,8 @@ pub struct RawConfig {
     pub allow_outside_root: Option<Vec<String>>,
     /// Legacy (`razar_config.yaml`): accepted and ignored.
     pub chakra: Option<String>,
-    /// Legacy (`razar_config.yaml`): accepted and ignored; the agent roster is
-    /// `config/razar_ai_agents.json`.
+    /// `false`: a failing component is quarantined right after its local attempts, without
+    /// repair rounds (default true; the agents themselves are `config/razar_ai_agents.json`).
     pub enable_ai_handover: Option<bool>,
     /// Legacy (`razar_config.yaml`): accepted and ignored; see `enable_ai_handover`.
     pub ai_agent: Option<serde_json::Value>,

@@ -57,6 +57,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub jobs: Option<usize>,
     pub on_failure: OnFailure,
+    /// `enable_ai_handover` (default true): failing components go to the repair agents.
+    pub ai_handover: bool,
     /// Components in file order (the tie-break order). `enabled: false` ones are kept with
     /// `enabled` false so status can show them.
     pub components: Vec<std::sync::Arc<Component>>,

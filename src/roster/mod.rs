@@ -15,6 +15,7 @@ pub mod expand;
 pub mod raw;
 pub mod remote;
 mod resolve;
+pub mod snapshot;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::machine::{Event, Life, Machine, Now, ProbeResult, Role, Settings};
+use super::machine::{Event, HealOutcome, Life, Machine, Now, ProbeResult, Role, Settings};
 use crate::alerts::Alerts;
 use crate::clock;
 use crate::config::Config;
@@ -57,6 +57,10 @@ pub struct Options {
     pub board: Option<Arc<Board>>,
     /// `--log-format json`: razar's own messages go through tracing as JSON too.
     pub json_logs: bool,
+    /// Repair rounds per failure (`--remote-attempts`; 0 when no agent can be asked).
+    pub heal_rounds: u32,
+    /// `--long-task`.
+    pub long_task: bool,
 }
 
 /// What the dispatcher reports to and reads from, besides its own state.
@@ -85,6 +89,7 @@ enum Msg {
     Exited { idx: usize, generation: u64, ok: bool, text: String, group_alive: bool },
     Probe { idx: usize, generation: u64, role: Role, result: ProbeResult },
     Stopped { idx: usize, generation: u64, outcome: StopOutcome },
+    Healed { idx: usize, round: u32, outcome: HealOutcome },
 }
 
 /// What runs for one component besides its process: its probe loops and output listener.
@@ -96,6 +101,8 @@ struct Watchers {
     listening: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Notified when this attempt writes output (wakes a polled readiness probe).
     output_seen: Option<Arc<tokio::sync::Notify>>,
+    /// The repair round under way.
+    heal: Option<tokio::task::AbortHandle>,
 }
 
 pub struct Dispatcher {
@@ -149,6 +156,8 @@ impl Dispatcher {
             keep_going: opts.keep_going,
             jobs: opts.jobs,
             seed: clock::epoch_millis() as u64 ^ u64::from(std::process::id()) << 32,
+            heal_rounds: opts.heal_rounds,
+            long_task: opts.long_task,
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (lines_tx, lines_rx) = mpsc::channel(LINES_IN_FLIGHT);
@@ -263,6 +272,7 @@ impl Dispatcher {
             }
             Msg::Probe { idx, generation, role, result } => Event::Probe { idx, generation, role, result },
             Msg::Stopped { idx, generation, outcome } => Event::Stopped { idx, generation, outcome },
+            Msg::Healed { idx, round, outcome } => Event::Healed { idx, round, outcome },
         };
         self.apply(event);
     }

@@ -32,11 +32,12 @@ use crate::state::ComponentState;
 use crate::supervise::terminate::StopOutcome;
 
 mod boot;
+mod heal;
 mod operator;
 mod supervision;
 mod unit;
 
-pub use unit::{Group, Life, Proc, Start, Supervised, Unit};
+pub use unit::{Group, Healing, Life, Proc, Start, Supervised, Unit};
 
 #[cfg(test)]
 mod properties;
@@ -64,6 +65,12 @@ pub struct Settings {
     pub jobs: Option<usize>,
     /// Seed of the restart jitter.
     pub seed: u64,
+    /// Repair rounds through the agent ladder after the local attempts or the restart budget
+    /// run out (`--remote-attempts`); 0 when no agent can be asked (empty roster, handover
+    /// disabled): the component is then quarantined at once.
+    pub heal_rounds: u32,
+    /// `--long-task`: keep handing over, with backoff, until healed or interrupted.
+    pub long_task: bool,
 }
 
 /// Something that happened, for [`Machine::step`].
@@ -131,6 +138,21 @@ pub enum Event {
     },
     /// The names in the quarantine ledger now (`razar quarantine add|release`).
     Ledger(std::collections::BTreeSet<String>),
+    /// A repair round of [`Action::Heal`] ended.
+    Healed {
+        idx: usize,
+        round: u32,
+        outcome: HealOutcome,
+    },
+}
+
+/// How a repair round ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealOutcome {
+    /// A patch passed the component's tests in the sandbox and was promoted.
+    Promoted { patch_id: String, agent: String },
+    /// No verified patch: no suggestion, a rejected path, failing tests, an agent error.
+    NotHealed { reason: String },
 }
 
 /// Which probe a result belongs to.
@@ -169,6 +191,11 @@ pub enum Timer {
     Backoff {
         idx: usize,
         generation: u64,
+    },
+    /// The next repair round of a `--long-task` component may start.
+    HealRound {
+        idx: usize,
+        round: u32,
     },
     DependencyTimeout {
         idx: usize,
@@ -237,6 +264,25 @@ pub enum Action {
         reason: String,
         attempts: u32,
     },
+    /// Run repair round `round` for the component (ladder, agent, sandbox, tests, promotion);
+    /// answer with `Healed`.
+    Heal {
+        idx: usize,
+        round: u32,
+        error: String,
+    },
+    /// Stop a repair round under way (shutdown, operator).
+    CancelHeal {
+        idx: usize,
+    },
+    /// Restore the originals of a promoted patch whose relaunch failed; append `reverted`.
+    Revert {
+        idx: usize,
+        patch_id: String,
+        why: String,
+    },
+    /// The boot halted: put the agent roster back as it was before this boot changed it.
+    RestoreRoster,
     /// Every component has settled: `RAZAR ready.`
     Ready,
     /// The stack is being stopped, for this reason.
@@ -336,6 +382,7 @@ impl Machine {
             Event::Signal(sig) => self.on_signal(sig),
             Event::Operator { op, component } => self.on_operator(op, &component),
             Event::Ledger(names) => self.on_ledger(&names),
+            Event::Healed { idx, round, outcome } => self.on_healed(idx, round, outcome),
         }
         if self.shutdown.is_some() {
             self.drive_shutdown();

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod backoff;
 pub mod dispatcher;
+pub mod heal;
 pub mod history;
 pub mod machine;
 pub mod plan;

@@ -82,6 +82,8 @@ pub enum ComponentStatus {
     Healthy,
     Unhealthy,
     Backoff,
+    /// Out of local attempts (or restart budget): repair agents are at work on it.
+    Healing,
     Completed,
     Failed,
     Blocked,
@@ -99,6 +101,7 @@ impl ComponentStatus {
             ComponentStatus::Healthy => "healthy",
             ComponentStatus::Unhealthy => "unhealthy",
             ComponentStatus::Backoff => "backoff",
+            ComponentStatus::Healing => "healing",
             ComponentStatus::Completed => "completed",
             ComponentStatus::Failed => "failed",
             ComponentStatus::Blocked => "blocked",

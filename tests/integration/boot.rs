@@ -142,9 +142,17 @@ fn a_probe_that_never_passes_is_retried_with_backoff_then_halts_the_boot() {
     for (n, pair) in launches.windows(2).enumerate() {
         assert!(ts(&pair[1]) - ts(&pair[0]) >= 0.3 + delays[n] - 0.05, "attempts {n} and {} too close", n + 1);
     }
-    assert_eq!(r.component_state("db")["state"], "failed");
+    // Out of local attempts with no repair agent to ask: quarantined, and the boot halts.
+    assert_eq!(r.component_state("db")["state"], "quarantined");
+    assert!(r.path("quarantine/db.json").exists(), "the quarantine ledger has db");
     assert!(r.component_state("db")["last_error"].as_str().unwrap().contains("connection refused"));
     assert_eq!(r.json("logs/razar_state.json")["phase"], "halted");
+    let alerts = r.snapshot("monitoring/alerts");
+    assert!(
+        alerts.iter().any(|(_, b)| String::from_utf8_lossy(b)
+            .contains("Boot sequence halted; configuration rolled back to safe defaults")),
+        "the halt alert is written"
+    );
     assert!(events(&r, "launch", "api").is_empty(), "a dependent of the failed component started");
     for pid in launched_pids(&r) {
         assert!(!group_alive(pid), "process group {pid} outlived the halted boot");
@@ -164,7 +172,7 @@ fn keep_going_blocks_only_the_dependents() {
     ]}));
     let out = r.run(&["boot", "--retries", "0", "--keep-going"]);
     out.expect_code(1);
-    assert_eq!(r.component_state("broken")["state"], "failed");
+    assert_eq!(r.component_state("broken")["state"], "quarantined");
     assert!(r.component_state("broken")["last_error"].as_str().unwrap().contains("exited with status 3"));
     assert_eq!(r.component_state("needs-broken")["state"], "blocked");
     assert_eq!(r.component_state("needs-broken")["blocked_by"], json!(["broken"]));

@@ -16,6 +16,7 @@ mod faults;
 mod faults_process;
 mod handover;
 mod handover_agents;
+mod heal;
 mod layers;
 mod metrics;
 mod operate;

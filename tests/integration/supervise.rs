@@ -235,7 +235,7 @@ fn a_layer_that_fails_to_install_fails_its_components_with_pips_output() {
     ]}));
     r.run(&["boot", "--keep-going"]).expect_code(1);
     let c = r.component_state("needs-broken");
-    assert_eq!(c["state"], "failed");
+    assert_eq!(c["state"], "quarantined");
     assert!(c["last_error"].as_str().unwrap().contains("razar-no-such-package-xyz"), "{c}");
     assert!(events(&r, "retry", "needs-broken").is_empty(), "a broken layer is not retried");
     assert!(events(&r, "launch", "needs-broken").iter().all(|e| e["status"] != "start"), "nothing was spawned");

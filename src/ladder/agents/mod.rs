@@ -49,7 +49,7 @@ pub struct Settings {
 }
 
 /// A protocol: where to POST, what to send, how to read the answer.
-pub trait Agent {
+pub trait Agent: Sync {
     /// The path joined to the endpoint (`chat/completions`); empty: the endpoint itself.
     fn path(&self) -> &'static str;
     /// True when the credential also travels in the body as `auth_token` (the upstream

@@ -66,6 +66,24 @@ impl Dispatcher {
                 self.flush_now = true;
             }
             Action::Reply(r) => return Done::Reply(r),
+            Action::Heal { idx, round, error } => self.heal(idx, round, error),
+            Action::CancelHeal { idx } => {
+                if let Some(task) = self.watchers[idx].heal.take() {
+                    task.abort();
+                }
+            }
+            Action::Revert { idx, patch_id, why } => {
+                let name = self.machine.unit(idx).cfg.name.to_string();
+                let paths = crate::repair::RepairPaths::new(&self.paths.root);
+                if let Err(e) = crate::repair::revert(&paths, &patch_id, "razar", &why) {
+                    tracing::error!("{name}: cannot revert patch {patch_id}: {e}; `razar rollback {name}` may");
+                }
+            }
+            Action::RestoreRoster => match crate::roster::snapshot::restore(&self.paths.join(crate::roster::FILE)) {
+                Ok(true) => tracing::warn!("the agent roster was restored from its snapshot"),
+                Ok(false) => {}
+                Err(e) => tracing::error!("cannot restore the agent roster from its snapshot: {e}"),
+            },
         }
         Done::Nothing
     }
@@ -149,6 +167,20 @@ impl Dispatcher {
             Role::Liveness => &mut self.watchers[idx].liveness,
         };
         if let Some(old) = slot.replace(task.abort_handle()) {
+            old.abort();
+        }
+    }
+
+    /// Runs one repair round in a task of its own (agent calls and the sandbox's tests may take
+    /// minutes); its outcome comes back as `Healed`.
+    fn heal(&mut self, idx: usize, round: u32, error: String) {
+        let cfg = self.machine.unit(idx).cfg.clone();
+        let (tx, paths, metrics) = (self.tx.clone(), self.paths.clone(), self.services.metrics.clone());
+        let task = tokio::spawn(async move {
+            let outcome = crate::sequencer::heal::round(&paths, &cfg, &error, Some(&metrics)).await;
+            let _ = tx.send(Msg::Healed { idx, round, outcome });
+        });
+        if let Some(old) = self.watchers[idx].heal.replace(task.abort_handle()) {
             old.abort();
         }
     }

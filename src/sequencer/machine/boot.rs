@@ -7,11 +7,10 @@ use serde_json::json;
 use tracing::Level;
 
 use super::{
-    Action, AfterStop, End, Group, Life, Machine, Metric, ProbeResult, Proc, Role, Start, Supervised, Timer,
-    condition_word, stop_word,
+    Action, AfterStop, Group, Life, Machine, Metric, ProbeResult, Proc, Role, Start, Supervised, Timer, condition_word,
+    stop_word,
 };
-use crate::alerts::Severity;
-use crate::config::{Kind, OnFailure, ProbeKind};
+use crate::config::{Kind, ProbeKind};
 use crate::probe::policy::{self, Verdict};
 use crate::sequencer::backoff::local_retry_delay;
 use crate::state::ComponentStatus as S;
@@ -350,6 +349,7 @@ impl Machine {
         if was_restarting {
             self.restart_edge_dependents(idx);
         }
+        self.healed(idx);
         self.metric(Metric::Up { component: name.clone(), up: true });
         self.metric(Metric::Ready { component: name.clone(), after: Duration::from_secs_f64(secs) });
         self.log(Level::INFO, format!("{name}: {} after {secs:.2}s (attempt {attempts})", status.as_str()));
@@ -357,6 +357,13 @@ impl Machine {
     }
 
     pub(super) fn attempt_failed(&mut self, idx: usize, reason: String) {
+        if self.trial_failed(idx, &reason) {
+            self.units[idx].last_error = Some(reason);
+            self.units[idx].life = Life::Unhealthy;
+            self.emit(Action::Unwatch { idx });
+            self.stop_then(idx, AfterStop::Fail);
+            return;
+        }
         if self.units[idx].ever_ready() {
             // A restarted component that fails to come back is one more supervised failure.
             self.restart(idx, "not ready after restart", reason);
@@ -401,11 +408,12 @@ impl Machine {
                 self.arm(delay, Timer::Backoff { idx, generation });
             }
             AfterStop::Retry | AfterStop::Restart(_) => self.units[idx].life = Life::Stopped { by_operator: false },
-            AfterStop::Fail => self.final_failure(idx),
-            AfterStop::Quarantine => self.quarantine(idx),
+            AfterStop::Fail | AfterStop::Quarantine => self.exhausted(idx),
         }
     }
 
+    /// Failed for good without a repair (a dependency that never came, a failure during
+    /// shutdown): `failed`, and the boot halts when it cannot do without it.
     pub(super) fn final_failure(&mut self, idx: usize) {
         let name = self.name(idx);
         self.units[idx].life = Life::Failed;
@@ -414,16 +422,7 @@ impl Machine {
         self.log(Level::ERROR, format!("{name}: failed after {attempts} attempts: {error}"));
         self.journal("failure", Some(idx), "failed", Some(json!({"attempts": attempts, "error": error})));
         self.up(idx, false);
-        let halt = !self.settings.keep_going && self.cfg.on_failure == OnFailure::Halt;
-        if halt && self.shutdown.is_none() {
-            self.log(Level::ERROR, format!("boot halted: {name} failed; stopping the stack"));
-            self.emit(Action::Alert {
-                message: format!("Boot sequence halted: {name} failed after {attempts} attempts"),
-                severity: Severity::Critical,
-                context: json!({"component": name, "error": error}),
-            });
-            self.begin_shutdown(End::Halted);
-        }
+        self.halt_if_required(idx);
     }
 
     pub(super) fn on_stopped(&mut self, idx: usize, generation: u64, outcome: StopOutcome) {
@@ -497,6 +496,7 @@ impl Machine {
                     u.life = Life::pending();
                 }
             }
+            Timer::HealRound { idx, round } => self.on_heal_timer(idx, round),
             Timer::DependencyTimeout { idx, edge } => {
                 let e = &self.plan.deps[idx][edge];
                 if self.units[idx].status() == S::Pending && self.shutdown.is_none() {

@@ -60,6 +60,10 @@ impl Machine {
             _ => {}
         }
         self.emit(Action::Unwatch { idx });
+        if let Life::Healing { .. } = self.units[idx].life {
+            self.emit(Action::CancelHeal { idx });
+            self.units[idx].healing = None;
+        }
         self.units[idx].life = Life::Stopped { by_operator: true };
         self.journal("stop", Some(idx), "operator", None);
         // Also cancels a relaunch that a restart or retry had planned for after its stop.
@@ -72,7 +76,9 @@ impl Machine {
         let unit = &self.units[idx];
         match unit.status() {
             S::Quarantined => Err(format!("{name} is quarantined: release it with `razar quarantine release {name}`")),
-            s @ (S::Healthy | S::Starting | S::Backoff | S::Pending) => Ok(format!("{name} is already {}", s.as_str())),
+            s @ (S::Healthy | S::Starting | S::Backoff | S::Pending | S::Healing) => {
+                Ok(format!("{name} is already {}", s.as_str()))
+            }
             S::Disabled => Err(format!("{name} is disabled in the config (`enabled: false`)")),
             S::Downtime => Err(format!("{name} is in Crown downtime for this boot")),
             _ if unit.stopping() => Err(format!("{name} is still stopping; try again")),
@@ -122,6 +128,10 @@ impl Machine {
             let quarantined = self.units[idx].status() == S::Quarantined;
             if in_ledger && !quarantined {
                 self.emit(Action::Unwatch { idx });
+                if let Life::Healing { .. } = self.units[idx].life {
+                    self.emit(Action::CancelHeal { idx });
+                    self.units[idx].healing = None;
+                }
                 self.units[idx].life = Life::Quarantined { this_boot: false, by_operator: true };
                 self.units[idx].last_error = Some("quarantined by the operator".into());
                 self.stop_unit(idx, AfterStop::Nothing);
@@ -166,6 +176,10 @@ impl Machine {
             let u = &mut self.units[idx];
             match &mut u.life {
                 Life::Backoff => u.life = Life::Stopped { by_operator: false },
+                Life::Healing { .. } => {
+                    u.life = Life::Stopped { by_operator: false };
+                    self.out.push(Action::CancelHeal { idx });
+                }
                 Life::Pending { waiting, .. } => *waiting = None,
                 _ => {}
             }

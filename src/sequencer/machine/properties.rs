@@ -10,14 +10,14 @@ use nix::sys::signal::Signal;
 use proptest::prelude::*;
 use serde_json::json;
 
-use super::tests::{Rig, rig_with};
+use super::tests::{Rig, rig_healing};
 use super::*;
 use crate::state::ComponentStatus as S;
 
 /// The stack: a service with liveness, a dependent with a restart edge, a task and its
 /// dependent, a log-probed worker, a higher tier.
 fn stack() -> Rig {
-    rig_with(
+    rig_healing(
         json!({"on_failure": "continue", "components": [
             {"name": "db", "command": "x", "priority": 1, "health_check": {"tcp": "127.0.0.1:1"},
              "liveness": {"tcp": "127.0.0.1:1", "failure_threshold": 2},
@@ -32,6 +32,8 @@ fn stack() -> Rig {
         ]}),
         1,
         false,
+        1,
+        false,
     )
 }
 
@@ -42,6 +44,8 @@ struct World {
     live: BTreeSet<(usize, u64)>,
     stops: Vec<(usize, u64)>,
     timers: Vec<(Duration, Timer)>,
+    /// Repair rounds under way.
+    heals: Vec<(usize, u32)>,
 }
 
 impl World {
@@ -68,6 +72,8 @@ impl World {
                         self.stops.push((idx, generation));
                     }
                     Action::Arm { at, timer } => self.timers.push((at, timer)),
+                    Action::Heal { idx, round, .. } => self.heals.push((idx, round)),
+                    Action::CancelHeal { idx } => self.heals.retain(|&(i, _)| i != idx),
                     _ => {}
                 }
             }
@@ -124,6 +130,7 @@ enum Move {
     Ledger(Vec<bool>),
     Signal,
     Wait(u64),
+    Healed(usize, bool),
 }
 
 fn moves() -> impl Strategy<Value = Move> {
@@ -138,6 +145,7 @@ fn moves() -> impl Strategy<Value = Move> {
         1 => proptest::collection::vec(proptest::bool::weighted(0.2), 5).prop_map(Move::Ledger),
         1 => Just(Move::Signal),
         2 => (0..20_000u64).prop_map(Move::Wait),
+        2 => (0..4usize, any::<bool>()).prop_map(|(k, ok)| Move::Healed(k, ok)),
     ]
 }
 
@@ -201,6 +209,18 @@ fn play(r: &mut Rig, w: &mut World, m: Move) {
         }
         Move::Signal => w.step(r, Event::Signal(Signal::SIGTERM)),
         Move::Wait(ms) => r.t += Duration::from_millis(ms),
+        Move::Healed(k, ok) => {
+            if w.heals.is_empty() {
+                return;
+            }
+            let (idx, round) = w.heals.remove(k % w.heals.len());
+            let outcome = if ok {
+                HealOutcome::Promoted { patch_id: format!("p{round}"), agent: "a".into() }
+            } else {
+                HealOutcome::NotHealed { reason: "no patch".into() }
+            };
+            w.step(r, Event::Healed { idx, round, outcome });
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
-use super::tests::{Rig, rig, rig_with};
+use super::tests::{Rig, rig, rig_healing, rig_with};
 use super::*;
 use crate::state::ComponentStatus as S;
 
@@ -201,7 +201,7 @@ fn rows() -> Vec<Row> {
             then: |r, a| launched(a, r, "a") && r.m.unit(r.idx("a")).attempts == 2,
         },
         Row {
-            rule: "failure: out of attempts under on_failure halt, the boot halts and stops the stack",
+            rule: "failure: out of attempts, nothing to heal with, under on_failure halt: quarantined, the boot halts",
             stack: json!([svc("a"), svc("b")]),
             before: |r| {
                 r.begin();
@@ -211,15 +211,19 @@ fn rows() -> Vec<Row> {
                 r.exit("a", false);
             },
             event: |r| r.stopped("a"),
-            states: &[("a", S::Failed)],
+            states: &[("a", S::Quarantined)],
             then: |r, a| {
                 a.contains(&Action::ShuttingDown(End::Halted))
+                    && a.contains(&Action::RestoreRoster)
                     && stops(a, r, "b")
-                    && a.iter().any(|x| matches!(x, Action::Alert { severity: Severity::Critical, .. }))
+                    && a.iter().any(|x| matches!(x, Action::Quarantine { .. }))
+                    && a.iter().any(
+                        |x| matches!(x, Action::Alert { severity: Severity::Critical, message, .. } if message == heal::HALT_ALERT),
+                    )
             },
         },
         Row {
-            rule: "failure: under on_failure continue, dependents of a failed component are blocked",
+            rule: "failure: under on_failure continue, an unhealable component is quarantined and its dependents blocked",
             stack: json!({"on_failure": "continue", "components": [svc("db"), {"name": "api", "command": "x", "depends_on": ["db"]}]}),
             before: |r| {
                 r.begin();
@@ -229,7 +233,7 @@ fn rows() -> Vec<Row> {
                 r.exit("db", false);
             },
             event: |r| r.stopped("db"),
-            states: &[("db", S::Failed), ("api", S::Blocked)],
+            states: &[("db", S::Quarantined), ("api", S::Blocked)],
             then: |r, a| {
                 !a.iter().any(|x| matches!(x, Action::ShuttingDown(_)))
                     && r.m.finished() == Some(End::Finished { failed: 1 })
@@ -553,4 +557,95 @@ fn every_rule_of_the_boot_holds() {
         }
         assert!((row.then)(&r, &actions), "{}: actions\n{actions:#?}", row.rule);
     }
+}
+
+/// Healing: the rules of docs/boot.md (Healing), each a rig with two repair rounds.
+#[test]
+fn every_rule_of_healing_holds() {
+    let stack = || {
+        json!({"components": [
+            {"name": "a", "command": "x", "health_check": {"tcp": "127.0.0.1:1"}},
+            {"name": "b", "command": "x", "depends_on": ["a"]}
+        ]})
+    };
+    let heal_actions = |a: &[Action]| a.iter().filter(|x| matches!(x, Action::Heal { .. })).count();
+    let promoted = || HealOutcome::Promoted { patch_id: "p1".into(), agent: "kimi2".into() };
+    let nothing = || HealOutcome::NotHealed { reason: "no patch".into() };
+
+    // Out of local attempts: round 1 starts, with the last error.
+    let mut r = rig_healing(stack(), 1, false, 2, false);
+    r.begin();
+    let a = r.fail_locally("a");
+    assert_eq!(r.status("a"), S::Healing, "{a:#?}");
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Heal { round: 1, error, .. } if error.contains("status 1"))),
+        "{a:#?}"
+    );
+    assert!(r.m.finished().is_none() && !r.m.units()[r.idx("b")].settled(), "the boot waits for the healing");
+
+    // A round without a verified patch: the next round; after the last, quarantined and halted.
+    let a = r.healed("a", nothing());
+    assert!(a.iter().any(|x| matches!(x, Action::Heal { round: 2, .. })), "{a:#?}");
+    let a = r.healed("a", nothing());
+    assert_eq!(r.status("a"), S::Quarantined);
+    assert!(a.contains(&Action::ShuttingDown(End::Halted)) && a.contains(&Action::RestoreRoster), "{a:#?}");
+    assert!(r.m.unit(r.idx("a")).last_error.as_deref().unwrap().contains("not healed after 2 repair round(s)"));
+
+    // A promoted patch is put on trial: one relaunch; ready keeps it and lets the boot go on.
+    let mut r = rig_healing(stack(), 1, false, 2, false);
+    r.begin();
+    r.fail_locally("a");
+    let a = r.healed("a", promoted());
+    assert!(launched(&a, &r, "a") && r.status("a") == S::Starting, "{a:#?}");
+    let a = r.ready("a");
+    assert!(
+        a.iter().any(|x| matches!(x, Action::Journal { event: "heal", status, .. } if status == "healed")),
+        "{a:#?}"
+    );
+    assert!(launched(&a, &r, "b") && r.m.unit(r.idx("a")).healing.is_none());
+
+    // A trial relaunch that fails is reverted, and the next round starts once its group is gone.
+    let mut r = rig_healing(stack(), 1, false, 2, false);
+    r.begin();
+    r.fail_locally("a");
+    r.healed("a", promoted());
+    let mut a = r.exit("a", false);
+    assert!(a.iter().any(|x| matches!(x, Action::Revert { patch_id, .. } if patch_id == "p1")), "{a:#?}");
+    assert_eq!(heal_actions(&a), 0, "no round while the failed relaunch is still being stopped");
+    a = r.stopped("a");
+    assert!(a.iter().any(|x| matches!(x, Action::Heal { round: 2, .. })), "{a:#?}");
+
+    // --long-task: rounds go on past --remote-attempts, after a backoff.
+    let mut r = rig_healing(stack(), 1, false, 1, true);
+    r.begin();
+    r.fail_locally("a");
+    let a = r.healed("a", nothing());
+    assert_eq!(heal_actions(&a), 0);
+    assert!(a.iter().any(|x| matches!(x, Action::Arm { timer: Timer::HealRound { round: 2, .. }, .. })), "{a:#?}");
+    let a = r.fire(|t| matches!(t, Timer::HealRound { .. }));
+    assert!(a.iter().any(|x| matches!(x, Action::Heal { round: 2, .. })), "{a:#?}");
+
+    // A signal during a round cancels it; its late answer changes nothing.
+    let a = r.step(Event::Signal(Signal::SIGTERM));
+    assert!(a.iter().any(|x| matches!(x, Action::CancelHeal { .. })), "{a:#?}");
+    assert_eq!(r.status("a"), S::Stopped);
+    let idx = r.idx("a");
+    r.step(Event::Healed { idx, round: 2, outcome: promoted() });
+    assert_eq!(r.status("a"), S::Stopped);
+
+    // The restart budget exhausted after ready: rounds too, then quarantine without a halt.
+    let mut r = rig_healing(
+        json!({"components": [{"name": "a", "command": "x", "restart": {"max_restarts": 0}, "health_check": {"tcp": "127.0.0.1:1"}}]}),
+        1,
+        false,
+        1,
+        false,
+    );
+    r.begin();
+    r.ready("a");
+    let a = r.crash("a");
+    assert!(a.iter().any(|x| matches!(x, Action::Heal { round: 1, .. })), "{a:#?}");
+    let a = r.healed("a", nothing());
+    assert_eq!(r.status("a"), S::Quarantined);
+    assert!(!a.iter().any(|x| matches!(x, Action::ShuttingDown(_))), "supervision failures never halt: {a:#?}");
 }

@@ -24,11 +24,16 @@ pub(super) fn rig(components: Value) -> Rig {
 }
 
 pub(super) fn rig_with(cfg: Value, retries: u32, keep_going: bool) -> Rig {
+    rig_healing(cfg, retries, keep_going, 0, false)
+}
+
+/// A rig whose failures go to `heal_rounds` repair rounds (`long_task`: and on).
+pub(super) fn rig_healing(cfg: Value, retries: u32, keep_going: bool, heal_rounds: u32, long_task: bool) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("c.json");
     std::fs::write(&f, cfg.to_string()).unwrap();
     let cfg = config::load(&f, dir.path(), &NoEnv).unwrap();
-    let settings = Settings { retries, keep_going, jobs: cfg.jobs, seed: 7 };
+    let settings = Settings { retries, keep_going, jobs: cfg.jobs, seed: 7, heal_rounds, long_task };
     Rig { m: Machine::new(Arc::new(cfg), settings), t: Duration::ZERO, log: Vec::new(), next_pid: 100 }
 }
 
@@ -115,6 +120,20 @@ impl Rig {
             .expect("no such timer armed");
         self.t = self.t.max(at);
         self.step(Event::Timer(timer))
+    }
+
+    /// Answers the repair round under way.
+    pub(super) fn healed(&mut self, name: &str, outcome: HealOutcome) -> Vec<Action> {
+        let idx = self.idx(name);
+        let Life::Healing { round } = self.m.unit(idx).life else { panic!("{name} is not healing") };
+        self.step(Event::Healed { idx, round, outcome })
+    }
+
+    /// Fails every local attempt of `name` (retries 1: two attempts).
+    pub(super) fn fail_locally(&mut self, name: &str) -> Vec<Action> {
+        self.crash(name);
+        self.fire(|t| matches!(t, Timer::Backoff { .. }));
+        self.crash(name)
     }
 
     pub(super) fn op(&mut self, op: Op, name: &str) -> Result<String, String> {

@@ -25,6 +25,10 @@ pub enum Life {
     Completed,
     /// Waiting to be launched again (local retry or supervised restart).
     Backoff,
+    /// Repair round `round` is under way (or, `--long-task`, waiting to start).
+    Healing {
+        round: u32,
+    },
     /// The last attempt failed; its group is being stopped.
     Unhealthy,
     Failed,
@@ -102,6 +106,15 @@ pub struct Unit {
     pub last_liveness: Option<(bool, String)>,
     /// Dependencies (condition healthy) that are restarting right now.
     pub dependency_restarting: Vec<String>,
+    /// The repair of the current failure: rounds so far, and the promoted patch whose
+    /// relaunch is on trial.
+    pub healing: Option<Healing>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Healing {
+    pub rounds: u32,
+    pub trial: Option<String>,
 }
 
 impl Unit {
@@ -121,6 +134,7 @@ impl Unit {
             last_probe: None,
             last_liveness: None,
             dependency_restarting: Vec::new(),
+            healing: None,
         }
     }
 
@@ -168,7 +182,7 @@ impl Unit {
 
     /// Nothing will happen to it any more without outside help: razar may exit.
     pub(super) fn at_rest(&self) -> bool {
-        !matches!(self.status(), S::Pending | S::Starting | S::Backoff | S::Unhealthy)
+        !matches!(self.status(), S::Pending | S::Starting | S::Backoff | S::Unhealthy | S::Healing)
     }
 
     /// Stopped or quarantined by an operator: the boot waits for a start or a release.
@@ -226,6 +240,7 @@ impl Life {
             Life::Healthy { .. } => S::Healthy,
             Life::Completed => S::Completed,
             Life::Backoff => S::Backoff,
+            Life::Healing { .. } => S::Healing,
             Life::Unhealthy => S::Unhealthy,
             Life::Failed => S::Failed,
             Life::Blocked { .. } => S::Blocked,
