@@ -122,6 +122,8 @@ pub struct Dispatcher {
     state_dirty: bool,
     /// A phase changed during this step: write the state file durably after it.
     flush_now: bool,
+    /// Ready was announced during this step: give the freed heap back after it.
+    trim_after_step: bool,
     last_flush: Instant,
     state: StateFile,
     store: StateStore,
@@ -179,6 +181,7 @@ impl Dispatcher {
             flush_pending: false,
             state_dirty: true,
             flush_now: false,
+            trim_after_step: false,
             last_flush: Instant::now(),
             state,
             http,
@@ -295,6 +298,15 @@ impl Dispatcher {
         self.mark_dirty();
         if std::mem::take(&mut self.flush_now) {
             self.flush();
+        }
+        if std::mem::take(&mut self.trim_after_step) {
+            // A long-running supervisor stays small: the boot's peak (config parsing, a
+            // thousand launches, the history and the textfile) is over, and this step's own
+            // allocations are gone.
+            // SAFETY: malloc_trim only releases free memory of the allocator razar already uses.
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
         reply
     }

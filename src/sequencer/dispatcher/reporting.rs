@@ -113,11 +113,8 @@ impl Dispatcher {
         // Readiness hook: razar's own service manager (Type=notify) learns the stack is ready.
         crate::sdnotify::ready(&format!("{total} components: {}", summary.join(", ")));
         // The boot's peak (config parsing, a thousand launches, the history and the textfile)
-        // is over: hand the freed heap back so a long-running supervisor stays small.
-        // SAFETY: malloc_trim only releases free memory of the allocator razar already uses.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        // is over: the freed heap goes back once this step's own allocations are gone.
+        self.trim_after_step = true;
     }
 
     pub(super) fn finish(&mut self, end: End) {
