@@ -273,6 +273,7 @@ async fn prepare(
         long_task: args.long_task,
     };
     let cfg = Arc::new(cfg);
+    let diffs = downtime_diffs(paths, &cfg, &outcome.downtime).await;
     let mut dispatcher = Dispatcher::new(cfg.clone(), paths.clone(), opts, state, http, services);
 
     let mut held = Vec::new();
@@ -282,7 +283,11 @@ async fn prepare(
             in_ledger: ledger.is_quarantined(&c.name),
             failures: history.component_failures.get(name).copied().unwrap_or(0),
             failure_limit: args.failure_limit,
-            downtime: outcome.downtime.get(&c.name).map(|e| (e.description.as_str(), e.diff.is_some())),
+            downtime: match (outcome.downtime.get(&c.name), diffs.get(name)) {
+                (Some(_), Some(None)) => None,
+                (Some(e), note) => Some((e.description.as_str(), note.and_then(Option::as_deref).unwrap_or(""))),
+                (None, _) => None,
+            },
             resumed_state: previous
                 .as_ref()
                 .filter(|_| args.resume)
@@ -359,6 +364,40 @@ fn roster_agents(paths: &Paths) -> Vec<String> {
             Vec::new()
         }
     }
+}
+
+/// Downtime entries with a `diff` go through the repair pipeline first (DESIGN §5): by
+/// component, `None` when the diff verified and was promoted (the component launches), else
+/// a note on why it stays down.
+async fn downtime_diffs(
+    paths: &Paths,
+    cfg: &Config,
+    downtime: &BTreeMap<config::ComponentName, crown::protocol::DowntimeEntry>,
+) -> BTreeMap<String, Option<String>> {
+    let mut out = BTreeMap::new();
+    for (name, entry) in downtime {
+        let (Some(diff), Some(component)) = (&entry.diff, cfg.component(name.as_str())) else { continue };
+        let mut component = component.clone();
+        if !entry.tests.is_empty() {
+            component.tests = entry.tests.iter().map(|t| config::Command::Shell(t.clone())).collect();
+        }
+        let suggestion = crate::ladder::agents::Suggestion {
+            patch: diff.clone(),
+            summary: Some(entry.description.clone()),
+            tests: Vec::new(),
+        };
+        let note = match crate::sequencer::heal::verify(paths, &component, "crown", &suggestion).await {
+            Ok(crate::repair::Outcome::Promoted { patch_id, .. }) => {
+                tracing::info!("{name}: the Crown's downtime diff verified (patch {patch_id}); launching it");
+                None
+            }
+            Ok(crate::repair::Outcome::Rejected { reason, .. }) => Some(format!(" (its diff was rejected: {reason})")),
+            Ok(crate::repair::Outcome::TestsFailed { .. }) => Some(" (its diff failed its tests)".to_owned()),
+            Err(e) => Some(format!(" (its diff could not be verified: {e})")),
+        };
+        out.insert(name.to_string(), note);
+    }
+    out
 }
 
 /// `--brief F`: a JSON object of extra mission-brief fields.

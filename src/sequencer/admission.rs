@@ -28,8 +28,9 @@ pub struct Facts<'a> {
     /// Consecutive boots it failed in (the boot history).
     pub failures: u32,
     pub failure_limit: u32,
-    /// The Crown's downtime entry: description and whether it carries a diff.
-    pub downtime: Option<(&'a str, bool)>,
+    /// The Crown's downtime entry, unless its diff verified and was promoted: description,
+    /// and a note on its diff (empty without one).
+    pub downtime: Option<(&'a str, &'a str)>,
     /// `--resume`, and its state in the previous boot.
     pub resumed_state: Option<ComponentStatus>,
 }
@@ -44,8 +45,7 @@ pub fn hold(c: &Component, facts: &Facts) -> Option<Hold> {
             format!("failed in {} consecutive boots (--failure-limit {})", facts.failures, facts.failure_limit);
         return Some(Hold::OverFailureLimit { reason });
     }
-    if let Some((description, diff)) = facts.downtime {
-        let note = if diff { " (its diff is recorded, not applied)" } else { "" };
+    if let Some((description, note)) = facts.downtime {
         return Some(Hold::Downtime { reason: format!("downtime: {description}{note}") });
     }
     if facts.resumed_state == Some(ComponentStatus::Completed) && c.kind == Kind::Task {
@@ -114,14 +114,14 @@ mod tests {
             (svc, Facts { in_ledger: true, failures: 9, ..facts() }, Some(Hold::Quarantined)),
             (
                 svc,
-                Facts { failures: 3, downtime: Some(("maintenance", false)), ..facts() },
+                Facts { failures: 3, downtime: Some(("maintenance", "")), ..facts() },
                 Some(Hold::OverFailureLimit { reason: "failed in 3 consecutive boots (--failure-limit 3)".into() }),
             ),
             (svc, Facts { failures: 9, failure_limit: 0, ..facts() }, None),
             (
                 svc,
-                Facts { downtime: Some(("maintenance", true)), ..facts() },
-                Some(Hold::Downtime { reason: "downtime: maintenance (its diff is recorded, not applied)".into() }),
+                Facts { downtime: Some(("maintenance", " (its diff failed its tests)")), ..facts() },
+                Some(Hold::Downtime { reason: "downtime: maintenance (its diff failed its tests)".into() }),
             ),
             (job, Facts { resumed_state: Some(ComponentStatus::Completed), ..facts() }, Some(Hold::Completed)),
             (svc, Facts { resumed_state: Some(ComponentStatus::Completed), ..facts() }, None),

@@ -565,3 +565,34 @@ fn a_signal_during_the_handshake_stops_razar_before_any_launch() {
     assert!(sent.elapsed() < Duration::from_secs(5), "razar waited for the Crown instead of stopping");
     assert!(events_of(&r, "launch").is_empty());
 }
+
+#[test]
+fn a_downtime_diff_that_verifies_is_promoted_and_its_component_launches() {
+    let broken = "import sys\nx = 1 / 0\n";
+    let fix = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1,2 +1,2 @@\n import sys\n-x = 1 / 0\n+x = 1\n";
+    let still_broken = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1,2 +1,2 @@\n import sys\n-x = 1 / 0\n+x = 2 / 0\n";
+    for (diff, launched) in [(fix, true), (still_broken, false)] {
+        let crown = Crown::reply(json!({"ack": "CROWN-ACK", "capabilities": [],
+            "downtime": {"api": {"description": "hotfix", "diff": diff, "tests": "python3 app.py"}}}));
+        let r = Razar::new();
+        r.write("svc/app.py", broken);
+        r.config(json!({"components": [{"name": "api", "kind": "task", "command": "python3 app.py",
+            "working_dir": "svc", "sources": ["svc"]}], "crown": {"url": crown.url()}}));
+        let out = r.run(&["boot"]);
+        let history = r.jsonl("logs/patch_history.jsonl");
+        if launched {
+            out.expect_code(0);
+            assert_eq!(r.component_state("api")["state"], "completed", "{}", out.stderr);
+            assert_eq!(r.read("svc/app.py"), "import sys\nx = 1\n");
+            assert_eq!(history.len(), 1);
+            assert_eq!(history[0]["agent"], "crown");
+        } else {
+            out.expect_code(0);
+            assert_eq!(r.component_state("api")["state"], "downtime");
+            let why = r.component_state("api")["last_error"].as_str().unwrap().to_owned();
+            assert!(why.contains("hotfix") && why.contains("its diff failed its tests"), "{why}");
+            assert_eq!(r.read("svc/app.py"), broken, "a diff that fails its tests changes nothing");
+            assert!(history.is_empty());
+        }
+    }
+}
