@@ -164,7 +164,7 @@ pub async fn ask(
         },
     )?;
     if let (Err(_), Choice::Active, Some(roster), Some(agent)) = (&outcome.result, choice, roster, agent) {
-        climb(paths, roster, agent.index, component.name.as_str(), error).await?;
+        climb(paths, roster, agent.index, component.name.as_str(), error, metrics).await?;
     }
     Ok(Asked {
         agent: spec.label.clone(),
@@ -233,7 +233,14 @@ pub async fn round(paths: &Paths, component: &Component, error: &str, metrics: O
 
 /// After a round without a patch by the roster's active agent: moves `active` on when that
 /// agent's run of such rounds for `component` reached `RAZAR_RSTAR_THRESHOLD` (DESIGN §9.3).
-async fn climb(paths: &Paths, roster: &Roster, current: usize, component: &str, error: &str) -> Result<(), AskError> {
+async fn climb(
+    paths: &Paths,
+    roster: &Roster,
+    current: usize,
+    component: &str,
+    error: &str,
+    metrics: Option<&Metrics>,
+) -> Result<(), AskError> {
     let threshold = policy::threshold(std::env::var("RAZAR_RSTAR_THRESHOLD").ok().as_deref());
     let from = roster.agents[current].label();
     let run = policy::failed_run(&context::records(paths, component), &from);
@@ -241,6 +248,9 @@ async fn climb(paths: &Paths, roster: &Roster, current: usize, component: &str, 
     let to = roster.agents[next].label();
     policy::set_active(&roster.file, &to).map_err(|e| AskError::Roster(e.to_string()))?;
     context::journal_escalation(paths, component, error, &from, &to)?;
+    if let Some(m) = metrics {
+        m.escalation(component, &to);
+    }
     tracing::warn!("{from} brought no patch for {component} in {run} rounds in a row; the ladder moves to {to}");
     let escalations = context::records(paths, component)
         .iter()

@@ -293,11 +293,34 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
-    Up { component: String, up: bool },
-    Ready { component: String, after: Duration },
-    Restart { component: String, reason: RestartReason },
-    Probe { component: String, kind: &'static str, duration: Duration, ok: bool },
+    Up {
+        component: String,
+        up: bool,
+    },
+    Ready {
+        component: String,
+        after: Duration,
+    },
+    Restart {
+        component: String,
+        reason: RestartReason,
+    },
+    Probe {
+        component: String,
+        kind: &'static str,
+        duration: Duration,
+        ok: bool,
+    },
     Quarantined(usize),
+    /// A repair round after the first for one failure.
+    HealRetry {
+        component: String,
+    },
+    /// The repair of one failure ended (healed or given up) after this long.
+    HealLoop {
+        component: String,
+        took: Duration,
+    },
 }
 
 /// How a boot ended.

@@ -3,10 +3,14 @@
 //! promotion reverted; an unhealable component quarantined with the roster restored and the
 //! halt alert written; patches that touch what they may not, rejected with nothing changed.
 
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use serde_json::{Value, json};
 
 use crate::handover::{Answer, CANARY, agent};
-use crate::harness::Razar;
+use crate::harness::{Razar, wait_until};
 
 const BROKEN: &str = "import sys\nx = 1 / 0\nif len(sys.argv) > 1 and sys.argv[1] == \"run-fails\":\n    sys.exit(3)\n";
 const FIX: &str = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1,2 +1,2 @@\n import sys\n-x = 1 / 0\n+x = 1\n";
@@ -147,4 +151,33 @@ fn handover_promotes_a_verified_patch_and_asks_a_running_boot_to_restart() {
     assert_eq!(history(&r), ["applied"]);
     r.run(&["boot"]).expect_code(0);
     assert_eq!(r.component_state("api")["state"], "completed");
+}
+
+#[test]
+fn a_healed_service_moves_the_ai_series_of_a_running_boot() {
+    let serve = "import sys, time\nx = 1 / 0\nprint(\"ready\", flush=True)\nif sys.argv[1:] == [\"serve\"]:\n    time.sleep(60)\n";
+    let fix = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1,2 +1,2 @@\n import sys, time\n-x = 1 / 0\n+x = 1\n";
+    let server = agent(vec![Answer::Json(200, patch_reply(fix))]);
+    let r = root(&server.url, "python3 app.py serve");
+    r.write("svc/app.py", serve);
+    r.config(json!({"components": [{"name": "api", "command": "python3 app.py serve", "working_dir": "svc",
+        "sources": ["svc"], "tests": ["python3 app.py"], "health_check": {"log": "^ready$"}}]}));
+    let mut child = r.spawn(&["boot", "--retries", "0", "--remote-attempts", "1"]);
+    let url = wait_until("ready with a metrics url", Duration::from_secs(30), || {
+        (r.phase().as_deref() == Some("ready")).then(|| r.json("logs/razar_state.json")["metrics_url"].clone())
+    });
+    assert_eq!(r.component_state("api")["state"], "healthy");
+    let text = crate::metrics::get(url.as_str().unwrap());
+    for want in [
+        r#"razar_ai_invocation_success_total{component="api"} 1"#,
+        r#"razar_ai_invocation_failure_total{component="api"} 0"#,
+        r#"razar_ai_invocation_retries_total{component="api"} 0"#,
+        r#"razar_component_restarts_total{component="api",reason="patched"} 1"#,
+        r#"razar_ai_retry_duration_seconds_count{component="api"} 1"#,
+        r#"razar_agent_call_duration_seconds_count{agent="fixer"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == want), "{want} missing:\n{text}");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(143));
 }

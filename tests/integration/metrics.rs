@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::harness::{Razar, wait_until};
 
 /// GET `url` (http://host:port/path) with a plain HTTP/1.0 request; the body.
-fn get(url: &str) -> String {
+pub(crate) fn get(url: &str) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').unwrap();
     let mut s = std::net::TcpStream::connect(host).unwrap();

@@ -217,6 +217,8 @@ impl Dispatcher {
             Metric::Restart { component, reason } => metrics.restart(&component, reason),
             Metric::Probe { component, kind, duration, ok } => metrics.probe_observed(kind, duration, ok, &component),
             Metric::Quarantined(n) => metrics.quarantined(n),
+            Metric::HealRetry { component } => metrics.ai_retry(&component),
+            Metric::HealLoop { component, took } => metrics.ai_retry_duration(&component, took),
         }
     }
 

@@ -6,9 +6,10 @@
 use serde_json::json;
 use tracing::Level;
 
-use super::{Action, End, HealOutcome, Healing, Life, Machine, Timer};
+use super::{Action, End, HealOutcome, Healing, Life, Machine, Metric, Timer};
 use crate::alerts::Severity;
 use crate::config::OnFailure;
+use crate::metrics::RestartReason;
 use crate::sequencer::backoff::local_retry_delay;
 
 /// The critical alert of a halted boot (the upstream alert rules match it).
@@ -33,9 +34,14 @@ impl Machine {
     /// Starts repair round `round`: at once within `--remote-attempts`, after a backoff
     /// (`min(2^(n-1), 60)` s over the extra rounds) under `--long-task`.
     fn next_round(&mut self, idx: usize, round: u32) {
+        let now = self.now.mono;
         let unit = &mut self.units[idx];
-        unit.healing.get_or_insert_with(Healing::default).rounds = round;
+        unit.healing.get_or_insert_with(|| Healing { since: now, ..Healing::default() }).rounds = round;
         unit.life = Life::Healing { round };
+        if round > 1 {
+            let component = self.name(idx);
+            self.metric(Metric::HealRetry { component });
+        }
         let extra = round.saturating_sub(self.settings.heal_rounds);
         if extra == 0 {
             self.start_round(idx, round);
@@ -76,6 +82,8 @@ impl Machine {
                 );
                 let details = json!({"round": round, "patch_id": patch_id, "agent": agent});
                 self.journal("heal", Some(idx), "promoted", Some(details));
+                let component = self.name(idx);
+                self.metric(Metric::Restart { component, reason: RestartReason::Patched });
                 let unit = &mut self.units[idx];
                 unit.healing.get_or_insert_with(Healing::default).trial = Some(patch_id);
                 // One attempt on trial: the patch stays only if this launch becomes ready.
@@ -103,15 +111,26 @@ impl Machine {
 
     /// Ready again: a patch on trial stays, and the failure is over.
     pub(super) fn healed(&mut self, idx: usize) {
-        if let Some(patch_id) = self.units[idx].healing.take().and_then(|h| h.trial) {
+        let Some(healing) = self.units[idx].healing.take() else { return };
+        self.heal_loop_ended(idx, &healing);
+        if let Some(patch_id) = healing.trial {
             self.log(Level::INFO, format!("{}: healed by patch {patch_id}", self.name(idx)));
             self.journal("heal", Some(idx), "healed", Some(json!({"patch_id": patch_id})));
         }
     }
 
+    fn heal_loop_ended(&mut self, idx: usize, healing: &Healing) {
+        if healing.rounds > 0 {
+            let (component, took) = (self.name(idx), self.now.mono.saturating_sub(healing.since));
+            self.metric(Metric::HealLoop { component, took });
+        }
+    }
+
     /// No round healed it (or none could be run): quarantined; a boot that needed it halts.
     fn unhealable(&mut self, idx: usize) {
-        let rounds = self.units[idx].healing.take().map_or(0, |h| h.rounds);
+        let healing = self.units[idx].healing.take().unwrap_or_default();
+        self.heal_loop_ended(idx, &healing);
+        let rounds = healing.rounds;
         if rounds > 0 {
             let error = self.units[idx].last_error.clone().unwrap_or_default();
             self.units[idx].last_error =

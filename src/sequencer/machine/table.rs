@@ -586,7 +586,9 @@ fn every_rule_of_healing_holds() {
     // A round without a verified patch: the next round; after the last, quarantined and halted.
     let a = r.healed("a", nothing());
     assert!(a.iter().any(|x| matches!(x, Action::Heal { round: 2, .. })), "{a:#?}");
+    assert!(a.iter().any(|x| matches!(x, Action::Metric(Metric::HealRetry { .. }))), "a second round is a retry");
     let a = r.healed("a", nothing());
+    assert!(a.iter().any(|x| matches!(x, Action::Metric(Metric::HealLoop { .. }))), "the loop's duration");
     assert_eq!(r.status("a"), S::Quarantined);
     assert!(a.contains(&Action::ShuttingDown(End::Halted)) && a.contains(&Action::RestoreRoster), "{a:#?}");
     assert!(r.m.unit(r.idx("a")).last_error.as_deref().unwrap().contains("not healed after 2 repair round(s)"));

@@ -115,6 +115,8 @@ pub struct Unit {
 pub struct Healing {
     pub rounds: u32,
     pub trial: Option<String>,
+    /// When the first round of this failure started (monotonic, since the boot began).
+    pub since: Duration,
 }
 
 impl Unit {
