@@ -44,7 +44,7 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
         .ok_or_else(|| Error::Usage(format!("{}: no component named {:?}", file.display(), args.component)))?
         .clone();
     let usage = |e: AskError| match e {
-        AskError::Roster(m) => Error::Usage(m),
+        AskError::Roster(message) | AskError::Credential { message, .. } => Error::Usage(message),
         AskError::Fs(e) => Error::Fs(e),
     };
     let roster = heal::load_roster(paths).map_err(usage)?;

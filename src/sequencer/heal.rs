@@ -42,6 +42,10 @@ pub enum Choice {
 pub enum AskError {
     #[error("{0}")]
     Roster(String),
+    /// The agent's credential is missing (`AgentCredentialError`): its turn is spent, and in
+    /// the boot the ladder moves on to the next agent. `index` is the agent's roster index.
+    #[error("{message}")]
+    Credential { index: usize, label: String, message: String },
     #[error(transparent)]
     Fs(#[from] crate::fsutil::FsError),
 }
@@ -118,7 +122,11 @@ pub async fn ask(
         },
         Some(agent) => {
             let label = agent.label();
-            let credential = agent.credential.as_ref().map_err(|e| AskError::Roster(e.to_string()))?;
+            let credential = agent.credential.as_ref().map_err(|e| AskError::Credential {
+                index: agent.index,
+                label: label.clone(),
+                message: e.to_string(),
+            })?;
             if let Some(problem) = agent.problems.first() {
                 return Err(AskError::Roster(format!("agent {label} cannot be used: {problem}")));
             }
@@ -204,6 +212,16 @@ pub async fn round(paths: &Paths, component: &Component, error: &str, metrics: O
     };
     let asked = match ask(paths, roster.as_ref(), &Choice::Active, component, error, None, metrics).await {
         Ok(a) => a,
+        Err(AskError::Credential { index, label, message }) => {
+            // The agent cannot take its turn: journaled as a failed round, and the ladder moves
+            // on rather than stopping (DESIGN §9.1).
+            if let Some(roster) = &roster
+                && let Err(e) = skip_agent(paths, roster, index, &label, component.name.as_str(), &message, metrics)
+            {
+                tracing::warn!("cannot move the ladder past {label}: {e}");
+            }
+            return not_healed(message);
+        }
         Err(e) => return not_healed(e.to_string()),
     };
     let suggestion = match &asked.result {
@@ -229,6 +247,45 @@ pub async fn round(paths: &Paths, component: &Component, error: &str, metrics: O
         }
         Err(e) => not_healed(e),
     }
+}
+
+/// An agent whose credential is missing: its round is journaled as a failure and `active`
+/// moves to the next agent at once (unless escalation is off or it is the last).
+fn skip_agent(
+    paths: &Paths,
+    roster: &Roster,
+    index: usize,
+    label: &str,
+    component: &str,
+    message: &str,
+    metrics: Option<&Metrics>,
+) -> Result<(), AskError> {
+    let now = clock::epoch();
+    context::journal(
+        paths,
+        &Invocation {
+            component,
+            attempt: context::attempts(paths, component) + 1,
+            error: message,
+            patched: false,
+            status: "failure",
+            event: "attempt",
+            agent: label,
+            retries: None,
+            timestamp: now,
+            timestamp_iso: clock::iso(now),
+        },
+    )?;
+    let threshold = policy::threshold(std::env::var("RAZAR_RSTAR_THRESHOLD").ok().as_deref());
+    let Some(next) = policy::next_agent(index, roster.agents.len(), threshold, threshold) else { return Ok(()) };
+    let to = roster.agents[next].label();
+    policy::set_active(&roster.file, &to).map_err(|e| AskError::Roster(e.to_string()))?;
+    context::journal_escalation(paths, component, message, label, &to)?;
+    if let Some(m) = metrics {
+        m.escalation(component, &to);
+    }
+    tracing::warn!("{label} cannot be used ({message}); the ladder moves to {to}");
+    Ok(())
 }
 
 /// After a round without a patch by the roster's active agent: moves `active` on when that

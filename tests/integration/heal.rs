@@ -181,3 +181,37 @@ fn a_healed_service_moves_the_ai_series_of_a_running_boot() {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(143));
 }
+
+#[test]
+fn a_patch_failing_its_tests_is_never_promoted_and_the_next_round_heals() {
+    let still_broken = "--- a/svc/app.py\n+++ b/svc/app.py\n@@ -1,2 +1,2 @@\n import sys\n-x = 1 / 0\n+x = 2 / 0\n";
+    let server = agent(vec![Answer::Json(200, patch_reply(still_broken)), Answer::Json(200, patch_reply(FIX))]);
+    let r = root(&server.url, "python3 app.py");
+    r.run(&["boot", "--retries", "0", "--remote-attempts", "2"]).expect_code(0);
+    assert_eq!(server.requests.lock().unwrap().len(), 2, "two rounds");
+    assert_eq!(mission(&r, "heal"), ["round", "not_healed", "round", "promoted", "healed"]);
+    assert_eq!(history(&r), ["applied"], "only the second patch reached the tree");
+    assert_eq!(r.read("svc/app.py"), BROKEN.replace("x = 1 / 0", "x = 1"));
+}
+
+#[test]
+fn an_agent_without_its_credential_is_skipped_and_the_ladder_moves_on() {
+    let server = agent(vec![Answer::Json(200, patch_reply(FIX))]);
+    let r = root(&server.url, "python3 app.py");
+    let roster = json!({"agents": [
+        {"name": "nokey", "endpoint": server.url, "protocol": "openai-chat", "model": "m"},
+        {"name": "fixer", "endpoint": server.url, "protocol": "openai-chat", "model": "m"}]});
+    r.write("config/razar_ai_agents.json", &roster.to_string());
+    let out = r.run(&["boot", "--retries", "0", "--remote-attempts", "2"]);
+    out.expect_code(0);
+    assert_eq!(server.requests.lock().unwrap().len(), 1, "nokey's turn sent nothing");
+    let journal = r.jsonl("logs/razar_ai_invocations.json");
+    let events: Vec<(&str, &str)> =
+        journal.iter().map(|j| (j["event"].as_str().unwrap(), j["agent"].as_str().unwrap_or(""))).collect();
+    assert_eq!(events[0], ("attempt", "nokey"));
+    assert!(journal[0]["error"].as_str().unwrap().contains("NOKEY_API_KEY"), "{}", journal[0]);
+    assert_eq!(events[1].0, "escalation");
+    assert_eq!(events[2], ("attempt", "fixer"));
+    assert_eq!(r.component_state("api")["state"], "completed");
+    assert!(r.read("config/razar_ai_agents.json").contains("\"active\""), "active moved to fixer");
+}
