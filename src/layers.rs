@@ -236,8 +236,7 @@ async fn run(argv: &[OsString], timeout: Duration) -> Result<String, Failure> {
         |what: &str, e: io::Error| Failure { reason: format!("{what} `{shown}`: {e}"), output: String::new() };
     let (reader, writer) = io::pipe().map_err(|e| io_failure("creating a pipe for", e))?;
     let writer2 = writer.try_clone().map_err(|e| io_failure("creating a pipe for", e))?;
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::command(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::null())
         .stdout(writer)

@@ -89,8 +89,7 @@ pub async fn run_launcher(
         error: None,
         ..LaunchRecord::not_configured(model)
     };
-    let mut cmd = tokio::process::Command::new(launcher);
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::command(launcher);
     cmd.current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

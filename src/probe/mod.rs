@@ -72,8 +72,7 @@ fn truncate(mut s: String) -> String {
 /// Runs `argv` in its own process group with `ctx`; at `limit` the whole group is killed.
 /// Returns success and the combined output.
 pub async fn exec(argv: &[String], limit: Duration, ctx: &ExecContext) -> (bool, String) {
-    let mut cmd = tokio::process::Command::new(&argv[0]);
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::command(&argv[0]);
     cmd.args(&argv[1..])
         .envs(&ctx.env)
         .stdin(Stdio::null())

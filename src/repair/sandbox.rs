@@ -148,8 +148,7 @@ fn run_one(
 ) -> std::io::Result<Option<String>> {
     let argv = test.argv();
     let (reader, writer) = std::io::pipe()?;
-    let mut cmd = std::process::Command::new(&argv[0]);
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::blocking_command(&argv[0]);
     cmd.args(&argv[1..])
         .current_dir(cwd)
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -174,8 +174,7 @@ async fn tcp(endpoint: &Endpoint, limit: Duration) -> (Outcome, String) {
 }
 
 async fn opencode(limit: Duration) -> (Outcome, String) {
-    let mut cmd = tokio::process::Command::new("opencode");
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::command("opencode");
     cmd.arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())

@@ -50,8 +50,7 @@ pub fn spawn(spec: SpawnSpec) -> Result<Spawned, SpawnError> {
     let log = RotatingLog::new(&spec.log_path, output::ROTATE_BYTES);
     let (reader, writer) = pipe().map_err(SpawnError::Pipe)?;
     let writer2 = writer.try_clone().map_err(SpawnError::Pipe)?;
-    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-    super::secrets::scrub(&mut cmd);
+    let mut cmd = super::spawn::command(&spec.argv[0]);
     cmd.args(&spec.argv[1..])
         .envs(&spec.env)
         .stdin(Stdio::null())

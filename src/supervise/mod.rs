@@ -8,6 +8,7 @@ pub mod procfs;
 pub mod reaper;
 pub mod secrets;
 pub mod signals;
+pub mod spawn;
 pub mod terminate;
 
 /// Descriptors reserved up front for a boot: enough for a thousand components (a pipe and a

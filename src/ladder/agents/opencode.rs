@@ -96,8 +96,7 @@ pub async fn run(
     crate::repair::sandbox::copy_sources(root, sources, &sandbox.0)
         .map_err(|e| internal("cannot copy the sources into the sandbox", &e))?;
 
-    let mut cmd = tokio::process::Command::new(PROGRAM);
-    crate::supervise::secrets::scrub(&mut cmd);
+    let mut cmd = crate::supervise::spawn::command(PROGRAM);
     cmd.arg("run");
     if let Some(m) = model {
         cmd.arg("--model").arg(m);

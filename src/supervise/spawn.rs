@@ -1,0 +1,50 @@
+//! The one way razar builds a child process, for every kind of child: components, probes and
+//! stop commands, layer builds, the model launcher, the repair sandbox's tests and the
+//! `opencode` CLI. Each starts with stdin from `/dev/null`, as the leader of a process group
+//! of its own (so it and everything it forks can be stopped as one), and with every secret
+//! razar knows of removed from its environment (`secrets`; a component's own `env` may pass
+//! one back explicitly). Callers add their program's arguments, environment, directory and
+//! output, and spawn through `reaper::spawn` (async) or `Command::spawn` (blocking).
+
+use std::ffi::OsStr;
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+
+use super::secrets;
+
+/// An async child command with razar's policy applied.
+pub fn command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    secrets::scrub(&mut cmd);
+    cmd.stdin(Stdio::null()).process_group(0);
+    cmd
+}
+
+/// The same policy for a child waited on from blocking code (the repair sandbox's tests).
+pub fn blocking_command(program: impl AsRef<OsStr>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    secrets::scrub(&mut cmd);
+    cmd.stdin(Stdio::null()).process_group(0);
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_leads_its_own_group_reads_nothing_and_inherits_no_known_secret() {
+        secrets::add_known(vec!["RAZAR_SPAWN_TEST_SECRET".to_owned()]);
+        // SAFETY: a test-only variable no other test reads.
+        unsafe { std::env::set_var("RAZAR_SPAWN_TEST_SECRET", "canary-spawn") };
+        let out = blocking_command("sh")
+            .args(["-c", "echo \"$(ps -o pgid= -p $$ | tr -d ' ') $$ ${RAZAR_SPAWN_TEST_SECRET:-none}\"; cat"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(words[0], words[1], "the child leads its own process group: {text}");
+        assert_eq!(words[2], "none", "a known secret is not inherited");
+        assert_eq!(words.len(), 3, "stdin is /dev/null: `cat` read nothing");
+    }
+}
