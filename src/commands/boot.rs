@@ -29,7 +29,6 @@ use crate::sequencer::takeover;
 use crate::state::launched;
 use crate::state::lock::BootLock;
 use crate::state::{ComponentStatus, Phase, StateFile, StateStore};
-use crate::supervise::signals::Signals;
 
 pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<Arc<Board>>) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
@@ -39,7 +38,8 @@ pub async fn run(paths: &Paths, global: &Global, args: BootArgs, board: Option<A
     }
     let extra_brief = args.brief.as_ref().map(|f| read_brief_fields(&paths.join(f))).transpose()?;
 
-    let mut signals = Signals::new().map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
+    let mut signals = crate::sequencer::dispatcher::Signals::new()
+        .map_err(|e| Error::Internal(format!("cannot watch signals: {e}")))?;
     // Until the dispatcher owns the stack, a signal abandons the preparation: dropping it ends
     // the handshake and kills any pip build's process group; nothing has been launched yet.
     let prepared = tokio::select! {
@@ -347,20 +347,14 @@ fn stack_labels<'a>(cfg: &'a Config, agents: &'a [String]) -> metrics::StackLabe
 }
 
 /// The roster's agent names, for their series; none when there is no usable roster file (the
-/// boot does not depend on it). Also makes the agents' credential variables known as secrets,
-/// so no child inherits them.
+/// boot does not depend on it). Loading it makes the agents' credential variables known as
+/// secrets, so no child inherits them.
 fn roster_agents(paths: &Paths) -> Vec<String> {
-    let file = paths.join(crate::roster::FILE);
-    if !file.exists() {
-        return Vec::new();
-    }
-    match crate::roster::load(&file, &ProcessEnv) {
-        Ok(roster) => {
-            crate::supervise::secrets::add_known(crate::roster::credential_variables(&roster));
-            roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect()
-        }
-        Err(d) => {
-            tracing::warn!("{}: {}: {}; its agents have no metrics series yet", d.file.display(), d.field, d.message);
+    match crate::sequencer::heal::load_roster(paths) {
+        Ok(Some(roster)) => roster.agents.into_iter().map(|a| a.name).filter(|n| !n.is_empty()).collect(),
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!("{e}; its agents have no metrics series yet");
             Vec::new()
         }
     }

@@ -31,11 +31,11 @@ use crate::progress::Board;
 use crate::quarantine::Ledger;
 use crate::state::{ComponentStatus as S, StateFile, StateStore};
 use crate::supervise::output::LineTag;
-use crate::supervise::signals::Signals;
 use crate::supervise::terminate::StopOutcome;
 use crate::supervise::{procfs, reaper};
 
 pub use super::machine::End;
+pub use crate::supervise::signals::Signals;
 
 mod control;
 mod execute;
