@@ -127,7 +127,7 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
     pub initial_delay: Option<std::time::Duration>,
     /// With --wait: the first pause between attempts, doubling up to --period (default: the
-    /// probe's start_interval, 100 ms).
+    /// probe's start_interval, 10 ms).
     #[arg(long, value_name = "D", value_parser = crate::config::duration::parse)]
     pub start_interval: Option<std::time::Duration>,
     /// With --wait: passes in a row needed (default: the probe's success_threshold, 1).

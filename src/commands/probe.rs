@@ -48,7 +48,7 @@ pub async fn run(paths: &Paths, args: ProbeArgs) -> Result<u8> {
             kind,
             attempt_timeout: Duration::from_secs(1),
             period: Duration::from_secs(10),
-            start_interval: Duration::from_millis(100),
+            start_interval: crate::config::DEFAULT_START_INTERVAL,
             initial_delay: Duration::ZERO,
             success_threshold: 1,
             wait_budget: DEFAULT_WAIT,

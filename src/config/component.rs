@@ -202,6 +202,10 @@ pub(super) fn resolve_command(spec: &CommandSpec, path: &str, diags: &mut Diags)
     }
 }
 
+/// How often a starting component's probe runs by default (within the stack-wide budget of
+/// `probe::runner`).
+pub const DEFAULT_START_INTERVAL: Duration = Duration::from_millis(10);
+
 pub(super) fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &mut Diags) -> Option<Probe> {
     let p = match spec {
         ProbeSpec::Argv(argv) => raw::RawProbe { exec: Some(argv.clone()), ..Default::default() },
@@ -291,7 +295,7 @@ pub(super) fn resolve_probe(spec: &ProbeSpec, path: &str, root: &Path, diags: &m
         timeout,
         success_threshold: p.success_threshold.unwrap_or(1).max(1),
         failure_threshold: p.failure_threshold.unwrap_or(3).max(1),
-        start_interval: p.start_interval.map_or(Duration::from_millis(100), |d| d.0).max(Duration::from_millis(1)),
+        start_interval: p.start_interval.map_or(DEFAULT_START_INTERVAL, |d| d.0).max(Duration::from_millis(1)),
     })
 }
 

@@ -15,5 +15,6 @@ pub mod raw;
 pub mod resolved;
 mod sections;
 
+pub use component::DEFAULT_START_INTERVAL;
 pub use load::{Diagnostic, Env, Invalid, ProcessEnv, load};
 pub use resolved::*;

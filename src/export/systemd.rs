@@ -128,7 +128,7 @@ fn unit(cfg: &Config, c: &Component, opts: &Options, notes: &mut Notes) -> Strin
                 ("--attempt-timeout", p.timeout, ms(1000)),
                 ("--period", p.period, ms(10_000)),
                 ("--initial-delay", p.initial_delay, ms(0)),
-                ("--start-interval", p.start_interval, ms(100)),
+                ("--start-interval", p.start_interval, crate::config::DEFAULT_START_INTERVAL),
             ] {
                 if value != default {
                     words.extend([flag.to_owned(), span(value)]);

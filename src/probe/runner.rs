@@ -1,12 +1,18 @@
 //! The one probe loop, for readiness and liveness alike: runs a probe on its schedule and
 //! hands every result to `report` until `report` says stop (or the task is aborted).
 //!
-//! Readiness probes run every `start_interval`, doubling up to `period` (`policy`), and also
-//! right after the component writes output (servers tend to log the moment they listen), at
-//! most every `OUTPUT_PROBE_GAP` — an exec probe, which forks, no more often than its
+//! Readiness probes of the cheap kinds (`tcp`, `http`, `file`) run every `start_interval`, but
+//! all starting components together make at most [`Budget`]'s probes per second: with many
+//! starting at once each one's interval stretches to `starting loops / budget`. A silent
+//! service is then seen within `start_interval` of opening its port when it starts alone, and
+//! within a tenth of a second when two hundred start together, for a bounded cost. An `exec`
+//! probe forks a process: it keeps `start_interval` doubling up to `period` (`policy`). Every
+//! readiness probe also runs right after the component writes output (servers tend to log the
+//! moment they listen), at most every `OUTPUT_PROBE_GAP` — an exec probe no more often than its
 //! `start_interval`. Liveness probes run every `period`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -19,10 +25,52 @@ use crate::config::{Probe, ProbeKind};
 /// Shortest gap between two probes when output wakes a readiness probe.
 const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(10);
 
+/// Polled readiness probes per second that all starting components together may make.
+pub const STARTING_PROBES_PER_SECOND: u32 = 4000;
+
+/// The stack-wide rate of readiness probes: how many loops poll now, and how often each may.
+#[derive(Debug)]
+pub struct Budget {
+    polling: AtomicUsize,
+    per_second: u32,
+}
+
+impl Budget {
+    pub fn new(per_second: u32) -> Self {
+        Budget { polling: AtomicUsize::new(0), per_second: per_second.max(1) }
+    }
+
+    /// The shortest interval each polling loop may keep now.
+    fn interval(&self) -> Duration {
+        let polling = self.polling.load(Ordering::Relaxed).max(1) as u32;
+        Duration::from_secs(1) * polling / self.per_second
+    }
+
+    fn enter(self: &Arc<Self>) -> Polling {
+        self.polling.fetch_add(1, Ordering::Relaxed);
+        Polling(Arc::clone(self))
+    }
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::new(STARTING_PROBES_PER_SECOND)
+    }
+}
+
+/// One loop counted in its budget until it ends (returns or is aborted).
+struct Polling(Arc<Budget>);
+
+impl Drop for Polling {
+    fn drop(&mut self) {
+        self.0.polling.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// When a probe runs.
 pub enum Schedule {
-    /// Becoming ready: fast at first, and woken by the component's output.
-    Readiness { output_seen: Arc<Notify> },
+    /// Becoming ready: fast, within the stack's budget, and woken by the component's output.
+    Readiness { output_seen: Arc<Notify>, budget: Arc<Budget> },
     /// Staying alive: every `period`.
     Liveness,
 }
@@ -41,6 +89,11 @@ pub async fn run(
         ProbeKind::Exec(_) => probe.start_interval.max(OUTPUT_PROBE_GAP),
         _ => OUTPUT_PROBE_GAP,
     };
+    let forks = matches!(probe.kind, ProbeKind::Exec(_));
+    let _polling = match &schedule {
+        Schedule::Readiness { budget, .. } if !forks => Some(budget.enter()),
+        _ => None,
+    };
     let mut attempts = 0;
     loop {
         if let Schedule::Liveness = schedule {
@@ -50,10 +103,15 @@ pub async fn run(
         if !report(outcome) {
             return;
         }
-        if let Schedule::Readiness { output_seen } = &schedule {
+        if let Schedule::Readiness { output_seen, budget } = &schedule {
             let probed = Instant::now();
+            let wait = if forks {
+                policy::starting_interval(probe.start_interval, probe.period, attempts)
+            } else {
+                probe.start_interval.max(budget.interval()).min(probe.period)
+            };
             tokio::select! {
-                _ = sleep(policy::starting_interval(probe.start_interval, probe.period, attempts)) => {}
+                _ = sleep(wait) => {}
                 _ = output_seen.notified() => sleep_until(probed + gap).await,
             }
         }
@@ -77,20 +135,49 @@ mod tests {
         }
     }
 
+    fn readiness(budget: &Arc<Budget>) -> Schedule {
+        Schedule::Readiness { output_seen: Arc::new(Notify::new()), budget: Arc::clone(budget) }
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn readiness_backs_off_from_start_interval_and_stops_when_told() {
+    async fn a_lone_readiness_probe_runs_every_start_interval_and_stops_when_told() {
         let dir = tempfile::tempdir().unwrap();
         let probe = file_probe(dir.path().join("absent"));
+        let budget = Arc::new(Budget::default());
         let started = Instant::now();
         let mut at = Vec::new();
-        let schedule = Schedule::Readiness { output_seen: Arc::new(Notify::new()) };
-        run(probe, schedule, reqwest::Client::new(), ExecContext::default(), |o| {
+        run(probe, readiness(&budget), reqwest::Client::new(), ExecContext::default(), |o| {
             assert!(!o.ok);
             at.push(started.elapsed().as_millis());
             at.len() < 5
         })
         .await;
-        assert_eq!(at, vec![0, 100, 300, 700, 1500]);
+        assert_eq!(at, vec![0, 100, 200, 300, 400]);
+        assert_eq!(budget.polling.load(Ordering::Relaxed), 0, "the loop left the budget");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_starting_components_share_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        // 100 probes a second for the stack; 49 other loops poll: each may probe every 0.5 s.
+        let budget = Arc::new(Budget::new(100));
+        let others: Vec<Polling> = (0..49).map(|_| budget.enter()).collect();
+        let started = Instant::now();
+        let mut at = Vec::new();
+        run(
+            file_probe(dir.path().join("absent")),
+            readiness(&budget),
+            reqwest::Client::new(),
+            ExecContext::default(),
+            |_| {
+                at.push(started.elapsed().as_millis());
+                at.len() < 3
+            },
+        )
+        .await;
+        assert_eq!(at, vec![0, 500, 1000]);
+        drop(others);
+        assert_eq!(budget.interval(), Duration::from_millis(10), "one loop alone: 1 s / 100");
     }
 
     #[tokio::test(start_paused = true)]
@@ -105,7 +192,8 @@ mod tests {
             sleep(Duration::from_millis(50)).await;
             waker.notify_one();
         });
-        run(probe, Schedule::Readiness { output_seen: seen }, reqwest::Client::new(), ExecContext::default(), |_| {
+        let schedule = Schedule::Readiness { output_seen: seen, budget: Arc::new(Budget::default()) };
+        run(probe, schedule, reqwest::Client::new(), ExecContext::default(), |_| {
             at.push(started.elapsed().as_millis());
             at.len() < 2
         })

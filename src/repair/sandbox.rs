@@ -156,14 +156,17 @@ fn run_one(
         .stdout(writer.try_clone()?)
         .stderr(writer)
         .process_group(0);
-    let mut child = cmd.spawn()?;
+    // Recorded as razar's own child, so a boot's orphan reaper never takes its exit status.
+    let mut child = crate::supervise::reaper::spawn_blocking(&mut cmd)?;
     // The parent's copies of the write end are gone with `cmd`: EOF comes when the group is.
     drop(cmd);
     let drain = std::thread::spawn(move || keep_tail(reader));
-    let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = child.id();
+    let pgid = nix::unistd::Pid::from_raw(pid as i32);
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
         let status = child.wait();
+        crate::supervise::reaper::forget(pid);
         let _ = tx.send(());
         status
     });

@@ -46,6 +46,9 @@ mod timers;
 const ALERT_DRAIN: Duration = Duration::from_secs(6);
 /// Output lines a log probe may have in flight before the drain waits for the dispatcher.
 const LINES_IN_FLIGHT: usize = 256;
+/// Launches carried out before the dispatcher looks at its other work again: a thousand
+/// launches take a good part of a second, and a status request or a SIGTERM must not wait.
+const LAUNCH_BATCH: usize = 16;
 
 /// Run options from the command line.
 #[derive(Debug, Clone)]
@@ -115,6 +118,10 @@ pub struct Dispatcher {
     rx: mpsc::UnboundedReceiver<Msg>,
     lines_tx: mpsc::Sender<(LineTag, Option<String>)>,
     lines_rx: mpsc::Receiver<(LineTag, Option<String>)>,
+    /// The stack-wide rate of starting components' probes.
+    probe_budget: Arc<crate::probe::runner::Budget>,
+    /// Launches the machine asked for, carried out a batch at a time (`LAUNCH_BATCH`).
+    launches: std::collections::VecDeque<(usize, u64, u32)>,
     timers: BinaryHeap<Reverse<(Instant, u64, timers::Timer)>>,
     timer_seq: u64,
     flush_pending: bool,
@@ -176,6 +183,8 @@ impl Dispatcher {
             rx,
             lines_tx,
             lines_rx,
+            probe_budget: Arc::default(),
+            launches: std::collections::VecDeque::new(),
             timers: BinaryHeap::new(),
             timer_seq: 0,
             flush_pending: false,
@@ -242,6 +251,9 @@ impl Dispatcher {
         self.apply(Event::Begin);
         self.flush();
         loop {
+            if self.machine.shutting_down() {
+                self.drop_launches();
+            }
             if let Some(end) = self.machine.finished() {
                 stop_orphans().await;
                 self.finish(end);
@@ -264,6 +276,7 @@ impl Dispatcher {
                 sig = signals.recv() => {
                     self.apply(Event::Signal(sig));
                 }
+                () = std::future::ready(()), if !self.launches.is_empty() => self.launch_batch(),
             }
         }
     }
@@ -309,6 +322,28 @@ impl Dispatcher {
             }
         }
         reply
+    }
+
+    /// Carries out the next `LAUNCH_BATCH` launches; each answers the machine at once.
+    fn launch_batch(&mut self) {
+        for _ in 0..LAUNCH_BATCH {
+            let Some((idx, generation, attempt)) = self.launches.pop_front() else { return };
+            let unit = self.machine.unit(idx);
+            // Stopped (or relaunched) before its turn came: nothing to start.
+            if unit.generation != generation || unit.status() != S::Starting {
+                continue;
+            }
+            if let execute::Done::Event(e) = self.launch(idx, generation, attempt) {
+                self.apply(e);
+            }
+        }
+    }
+
+    /// The stack is stopping: launches not carried out yet never will be.
+    fn drop_launches(&mut self) {
+        while let Some((idx, generation, _)) = self.launches.pop_front() {
+            self.apply(Event::LaunchDropped { idx, generation });
+        }
     }
 
     fn now(&self) -> Now {

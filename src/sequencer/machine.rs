@@ -94,6 +94,11 @@ pub enum Event {
         pgid: i32,
         start_time: Option<u64>,
     },
+    /// A [`Action::Launch`] was not carried out: the stack is stopping.
+    LaunchDropped {
+        idx: usize,
+        generation: u64,
+    },
     /// The process of a [`Action::Launch`] could not be started. `lasting`: it fails the same
     /// way every time (its layer is broken), so local retries are pointless.
     LaunchFailed {
@@ -391,6 +396,7 @@ impl Machine {
             Event::Launched { idx, generation, pid, pgid, start_time } => {
                 self.launched(idx, generation, Proc { pid, pgid, start_time, exited: false, detached: false });
             }
+            Event::LaunchDropped { idx, generation } => self.launch_dropped(idx, generation),
             Event::LaunchFailed { idx, generation, error, lasting } => {
                 self.launch_failed(idx, generation, error, lasting);
             }

@@ -37,6 +37,15 @@ pub fn spawn(cmd: &mut tokio::process::Command) -> std::io::Result<tokio::proces
     Ok(child)
 }
 
+/// [`spawn`] for a child waited on from blocking code: the caller waits through the returned
+/// handle, then calls [`forget`] with its PID.
+pub fn spawn_blocking(cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+    let mut set = tracked();
+    let child = cmd.spawn()?;
+    set.insert(child.id());
+    Ok(child)
+}
+
 /// Waits for a child started with [`spawn`] and forgets it.
 pub async fn wait(child: &mut tokio::process::Child) -> std::io::Result<ExitStatus> {
     let pid = child.id();

@@ -39,7 +39,7 @@ pub(super) enum Done {
 impl Dispatcher {
     pub(super) fn execute(&mut self, action: Action) -> Done {
         match action {
-            Action::Launch { idx, generation, attempt } => return self.launch(idx, generation, attempt),
+            Action::Launch { idx, generation, attempt } => self.launches.push_back((idx, generation, attempt)),
             Action::Watch { idx, generation, role } => self.watch(idx, generation, role),
             Action::Unwatch { idx } => self.unwatch(idx),
             Action::Stop { idx, generation, pgid, grace, run_stop_command } => {
@@ -88,7 +88,7 @@ impl Dispatcher {
         Done::Nothing
     }
 
-    fn launch(&mut self, idx: usize, generation: u64, attempt: u32) -> Done {
+    pub(super) fn launch(&mut self, idx: usize, generation: u64, attempt: u32) -> Done {
         let cfg = self.machine.unit(idx).cfg.clone();
         let env = match self.component_env_checked(&cfg) {
             Ok(env) => env,
@@ -151,9 +151,10 @@ impl Dispatcher {
         };
         let Some(probe) = probe.filter(|p| !matches!(p.kind, ProbeKind::Log(_))) else { return };
         let schedule = match role {
-            Role::Readiness => {
-                Schedule::Readiness { output_seen: self.watchers[idx].output_seen.clone().unwrap_or_default() }
-            }
+            Role::Readiness => Schedule::Readiness {
+                output_seen: self.watchers[idx].output_seen.clone().unwrap_or_default(),
+                budget: Arc::clone(&self.probe_budget),
+            },
             Role::Liveness => Schedule::Liveness,
         };
         let ctx = self.exec_context(&cfg);

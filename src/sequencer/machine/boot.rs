@@ -215,6 +215,15 @@ impl Machine {
         }
     }
 
+    /// A launch the stack's shutdown overtook: nothing was started.
+    pub(super) fn launch_dropped(&mut self, idx: usize, generation: u64) {
+        let u = &mut self.units[idx];
+        if u.generation == generation && u.status() == S::Starting && u.group == Group::None {
+            u.life = Life::Stopped { by_operator: false };
+            self.emit(Action::Unwatch { idx });
+        }
+    }
+
     pub(super) fn launch_failed(&mut self, idx: usize, generation: u64, error: String, lasting: bool) {
         if self.units[idx].generation != generation || self.units[idx].status() != S::Starting {
             return;

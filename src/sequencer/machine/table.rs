@@ -651,3 +651,18 @@ fn every_rule_of_healing_holds() {
     assert_eq!(r.status("a"), S::Quarantined);
     assert!(!a.iter().any(|x| matches!(x, Action::ShuttingDown(_))), "supervision failures never halt: {a:#?}");
 }
+
+/// The dispatcher carries out launches in batches: a shutdown may overtake one.
+#[test]
+fn a_launch_overtaken_by_shutdown_leaves_the_component_stopped() {
+    let mut r = rig(json!([{"name": "a", "command": "x", "health_check": {"tcp": "127.0.0.1:1"}}]));
+    let now = Now { mono: Duration::ZERO, epoch: 0.0 };
+    let out = r.m.step(Event::Begin, now);
+    let Some(&Action::Launch { idx, generation, .. }) = out.iter().find(|a| matches!(a, Action::Launch { .. })) else {
+        panic!("{out:#?}")
+    };
+    r.m.step(Event::Signal(Signal::SIGTERM), now);
+    assert!(r.m.finished().is_some_and(|e| e == End::Signalled(Signal::SIGTERM)), "no group runs");
+    r.m.step(Event::LaunchDropped { idx, generation }, now);
+    assert_eq!(r.status("a"), S::Stopped);
+}
