@@ -8,8 +8,9 @@
 //! within a tenth of a second when two hundred start together, for a bounded cost. An `exec`
 //! probe forks a process: it keeps `start_interval` doubling up to `period` (`policy`). Every
 //! readiness probe also runs right after the component writes output (servers tend to log the
-//! moment they listen), at most every `OUTPUT_PROBE_GAP` — an exec probe no more often than its
-//! `start_interval`. Liveness probes run every `period`.
+//! moment they listen): a cheap probe at most every `OUTPUT_PROBE_GAP`, or its share of the
+//! budget when that is longer; an exec probe no more often than its `start_interval` (and
+//! never under 10 ms). Liveness probes run every `period`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +23,10 @@ use super::policy;
 use super::{ExecContext, Outcome};
 use crate::config::{Probe, ProbeKind};
 
-/// Shortest gap between two probes when output wakes a readiness probe.
-const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(10);
+/// Shortest gap between two probes when output wakes a cheap readiness probe.
+const OUTPUT_PROBE_GAP: Duration = Duration::from_millis(2);
+/// Shortest gap between two exec probes when output wakes one (each forks a process).
+const OUTPUT_EXEC_GAP: Duration = Duration::from_millis(10);
 
 /// Polled readiness probes per second that all starting components together may make.
 pub const STARTING_PROBES_PER_SECOND: u32 = 4000;
@@ -85,10 +88,7 @@ pub async fn run(
 ) {
     sleep(probe.initial_delay).await;
     // An exec probe forks a process: output wakes it no more often than `start_interval`.
-    let gap = match probe.kind {
-        ProbeKind::Exec(_) => probe.start_interval.max(OUTPUT_PROBE_GAP),
-        _ => OUTPUT_PROBE_GAP,
-    };
+    let exec_gap = probe.start_interval.max(OUTPUT_EXEC_GAP);
     let forks = matches!(probe.kind, ProbeKind::Exec(_));
     let _polling = match &schedule {
         Schedule::Readiness { budget, .. } if !forks => Some(budget.enter()),
@@ -112,7 +112,10 @@ pub async fn run(
             };
             tokio::select! {
                 _ = sleep(wait) => {}
-                _ = output_seen.notified() => sleep_until(probed + gap).await,
+                _ = output_seen.notified() => {
+                    let gap = if forks { exec_gap } else { OUTPUT_PROBE_GAP.max(budget.interval()) };
+                    sleep_until(probed + gap).await;
+                }
             }
         }
         attempts += 1;
