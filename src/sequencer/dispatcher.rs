@@ -46,9 +46,10 @@ mod timers;
 const ALERT_DRAIN: Duration = Duration::from_secs(6);
 /// Output lines a log probe may have in flight before the drain waits for the dispatcher.
 const LINES_IN_FLIGHT: usize = 256;
-/// Launches carried out before the dispatcher looks at its other work again: a thousand
-/// launches take a good part of a second, and a status request or a SIGTERM must not wait.
-const LAUNCH_BATCH: usize = 16;
+/// How long the dispatcher carries out launches before it looks at its other work again: a
+/// thousand launches take a good part of a second, and a status request or a SIGTERM must not
+/// wait for all of them.
+const LAUNCH_SLICE: Duration = Duration::from_millis(5);
 
 /// Run options from the command line.
 #[derive(Debug, Clone)]
@@ -120,7 +121,7 @@ pub struct Dispatcher {
     lines_rx: mpsc::Receiver<(LineTag, Option<String>)>,
     /// The stack-wide rate of starting components' probes.
     probe_budget: Arc<crate::probe::runner::Budget>,
-    /// Launches the machine asked for, carried out a batch at a time (`LAUNCH_BATCH`).
+    /// Launches the machine asked for, carried out a slice of time at a time (`LAUNCH_SLICE`).
     launches: std::collections::VecDeque<(usize, u64, u32)>,
     timers: BinaryHeap<Reverse<(Instant, u64, timers::Timer)>>,
     timer_seq: u64,
@@ -324,9 +325,10 @@ impl Dispatcher {
         reply
     }
 
-    /// Carries out the next `LAUNCH_BATCH` launches; each answers the machine at once.
+    /// Carries out launches for up to `LAUNCH_SLICE`; each answers the machine at once.
     fn launch_batch(&mut self) {
-        for _ in 0..LAUNCH_BATCH {
+        let slice = Instant::now() + LAUNCH_SLICE;
+        while Instant::now() < slice {
             let Some((idx, generation, attempt)) = self.launches.pop_front() else { return };
             let unit = self.machine.unit(idx);
             // Stopped (or relaunched) before its turn came: nothing to start.

@@ -30,7 +30,13 @@ impl Dispatcher {
             match timer {
                 Timer::Flush => {
                     self.flush_pending = false;
-                    self.flush_soon();
+                    if self.launches.is_empty() {
+                        self.flush_soon();
+                    } else {
+                        // A burst of launches is under way: the coalesced write (a thousand
+                        // components' state) waits until it is over; `razar status` asks live.
+                        self.mark_dirty();
+                    }
                 }
                 Timer::Machine(t) => {
                     self.apply(Event::Timer(t));
