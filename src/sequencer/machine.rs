@@ -37,7 +37,7 @@ mod operator;
 mod supervision;
 mod unit;
 
-pub use unit::{Group, Healing, Life, Proc, Start, Supervised, Unit};
+pub use unit::{Group, Healing, Life, Proc, Start, Supervised, Unit, Wait};
 
 #[cfg(test)]
 mod properties;
@@ -464,7 +464,16 @@ impl Machine {
 
     /// The state file's view of every component.
     pub fn snapshot(&self) -> Vec<ComponentState> {
-        self.units.iter().map(Unit::snapshot).collect()
+        self.units
+            .iter()
+            .map(|u| {
+                let mut s = u.snapshot();
+                if let Life::Pending { waiting: Some(wait) } = &u.life {
+                    s.waiting_for = Some(format!("waiting for {}", self.describe(wait, true)));
+                }
+                s
+            })
+            .collect()
     }
 
     fn name(&self, idx: usize) -> String {

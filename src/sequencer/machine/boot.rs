@@ -7,8 +7,8 @@ use serde_json::json;
 use tracing::Level;
 
 use super::{
-    Action, AfterStop, Group, Life, Machine, Metric, ProbeResult, Proc, Role, Start, Supervised, Timer, condition_word,
-    stop_word,
+    Action, AfterStop, Group, Life, Machine, Metric, ProbeResult, Proc, Role, Start, Supervised, Timer, Wait,
+    condition_word, stop_word,
 };
 use crate::config::{Kind, ProbeKind};
 use crate::probe::policy::{self, Verdict};
@@ -22,8 +22,7 @@ pub(super) const EXIT_SETTLE: Duration = Duration::from_millis(500);
 /// Whether a waiting component may launch.
 pub(super) enum DepState {
     Ready,
-    /// What the component waits for (with probe progress), and who (for the log line).
-    Waiting(String, String),
+    Waiting(Wait),
     Blocked(Vec<String>),
 }
 
@@ -75,23 +74,23 @@ impl Machine {
                     self.log(Level::WARN, message);
                     self.journal("blocked", Some(idx), "blocked", Some(details));
                 }
-                DepState::Waiting(why, new_key) => {
-                    let name = self.name(idx);
-                    if let Life::Pending { waiting, key } = &mut self.units[idx].life {
-                        let log = *key != new_key;
-                        if log {
-                            *key = new_key.clone();
+                DepState::Waiting(wait) => {
+                    if let Life::Pending { waiting } = &mut self.units[idx].life
+                        && waiting.as_ref() != Some(&wait)
+                    {
+                        // Only a change is logged (and costs a line of text).
+                        let message =
+                            format!("{}: waiting for {}", self.units[idx].cfg.name, self.describe(&wait, false));
+                        if let Life::Pending { waiting } = &mut self.units[idx].life {
+                            *waiting = Some(wait);
                         }
-                        *waiting = Some(why);
-                        if log {
-                            self.log(Level::INFO, format!("{name}: waiting for {new_key}"));
-                        }
+                        self.log(Level::INFO, message);
                     }
                 }
                 DepState::Ready => {
                     if let Some(jobs) = self.settings.jobs.filter(|&j| starting >= j) {
-                        if let Life::Pending { waiting, .. } = &mut self.units[idx].life {
-                            *waiting = Some(format!("waiting for a free slot (--jobs {jobs})"));
+                        if let Life::Pending { waiting } = &mut self.units[idx].life {
+                            *waiting = Some(Wait::Slot(jobs));
                         }
                         continue;
                     }
@@ -117,56 +116,65 @@ impl Machine {
         out
     }
 
+    /// What `idx` waits for, decided without building any text: schedule runs after every
+    /// event, and a thousand pending components would otherwise format their reasons each time.
     pub(super) fn readiness_of_deps(&self, idx: usize, settled_below: &[bool]) -> DepState {
         let mut blocked = Vec::new();
-        let mut waiting = Vec::new();
-        // Who is waited for, without the probe progress: what the log line reports.
-        let mut key = Vec::new();
+        let mut on = Vec::new();
         for edge in &self.plan.deps[idx] {
             let dep = &self.units[edge.on];
-            let name = dep.cfg.name.to_string();
             if dep.satisfies(edge.condition) {
                 continue;
             }
             if dep.is_dead() {
-                blocked.push(name);
-                continue;
+                blocked.push(dep.cfg.name.to_string());
+            } else {
+                on.push((edge.on, edge.condition));
             }
-            let cond = condition_word(edge.condition);
-            let probe = dep
-                .cfg
-                .health_check
-                .as_ref()
-                .map(|p| {
-                    if let ProbeKind::Log(re) = &p.kind {
-                        return format!(" (no line matching /{}/ yet)", re.as_str());
-                    }
-                    let last = dep.last_probe.as_ref().map_or("not probed yet", |(_, o)| o.as_str());
-                    let n = match &dep.life {
-                        Life::Starting(s) => s.tracker.attempts,
-                        _ => 0,
-                    };
-                    format!(" ({}: {}, {n} probe{})", p.kind, last, if n == 1 { "" } else { "s" })
-                })
-                .unwrap_or_default();
-            waiting.push(format!("{name} {cond}{probe}"));
-            key.push(format!("{name} {cond}"));
         }
         if !blocked.is_empty() {
             return DepState::Blocked(blocked);
         }
-        if let Some(k) = self.plan.tier[idx]
-            && !settled_below[k]
-        {
-            let tier = format!("every component with priority < {}", self.cfg.components[idx].priority.unwrap_or(0));
-            key.push(tier.clone());
-            waiting.push(tier);
+        let tier =
+            self.plan.tier[idx].filter(|&k| !settled_below[k]).map(|_| self.cfg.components[idx].priority.unwrap_or(0));
+        if on.is_empty() && tier.is_none() { DepState::Ready } else { DepState::Waiting(Wait::Deps { on, tier }) }
+    }
+
+    /// `wait` as text: who is waited for, and with `progress` how their probes are doing (the
+    /// state file's `waiting_for`).
+    pub(super) fn describe(&self, wait: &Wait, progress: bool) -> String {
+        let (on, tier) = match wait {
+            Wait::Slot(jobs) => return format!("a free slot (--jobs {jobs})"),
+            Wait::Deps { on, tier } => (on, tier),
+        };
+        let mut parts: Vec<String> = on
+            .iter()
+            .map(|&(d, condition)| {
+                let dep = &self.units[d];
+                let probe = dep
+                    .cfg
+                    .health_check
+                    .as_ref()
+                    .filter(|_| progress)
+                    .map(|p| {
+                        if let ProbeKind::Log(re) = &p.kind {
+                            return format!(" (no line matching /{}/ yet)", re.as_str());
+                        }
+                        let last = dep.last_probe.as_ref().map_or("not probed yet", |(_, o)| o.as_str());
+                        let n = match &dep.life {
+                            Life::Starting(s) => s.tracker.attempts,
+                            _ => 0,
+                        };
+                        format!(" ({}: {}, {n} probe{})", p.kind, last, if n == 1 { "" } else { "s" })
+                    })
+                    .unwrap_or_default();
+                format!("{} {}{probe}", dep.cfg.name, condition_word(condition))
+            })
+            .collect();
+        if let Some(priority) = tier {
+            parts.push(format!("every component with priority < {priority}"));
         }
-        if waiting.is_empty() {
-            DepState::Ready
-        } else {
-            DepState::Waiting(format!("waiting for {}", waiting.join(", ")), key.join(", "))
-        }
+        parts.join(", ")
     }
 
     pub(super) fn launch(&mut self, idx: usize) {

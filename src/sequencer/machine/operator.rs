@@ -180,7 +180,7 @@ impl Machine {
                     u.life = Life::Stopped { by_operator: false };
                     self.out.push(Action::CancelHeal { idx });
                 }
-                Life::Pending { waiting, .. } => *waiting = None,
+                Life::Pending { waiting } => *waiting = None,
                 _ => {}
             }
         }

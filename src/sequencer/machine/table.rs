@@ -102,7 +102,10 @@ fn rows() -> Vec<Row> {
             before: nothing,
             event: |r| r.begin(),
             states: &[("low", S::Starting), ("high", S::Pending)],
-            then: |r, _| matches!(&r.m.unit(r.idx("high")).life, Life::Pending { waiting: Some(w), .. } if w.contains("priority < 2")),
+            then: |r, _| {
+                let high = &r.m.snapshot()[r.idx("high")];
+                high.waiting_for.as_deref().is_some_and(|w| w.contains("every component with priority < 2"))
+            },
         },
         Row {
             rule: "--jobs: at most N components start at once",

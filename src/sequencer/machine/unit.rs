@@ -11,11 +11,9 @@ use crate::state::{ComponentState, ComponentStatus as S, Output, ProbeState};
 /// A component's lifecycle.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Life {
-    /// Waits to launch: for its dependencies (`waiting`, shown in the state; `key`, the same
-    /// without probe progress, logged when it changes), a tier, or a free `--jobs` slot.
+    /// Waits to launch: for its dependencies, a lower tier, or a free `--jobs` slot.
     Pending {
-        waiting: Option<String>,
-        key: String,
+        waiting: Option<Wait>,
     },
     Starting(Start),
     /// Ready and running; its liveness probe's run of results.
@@ -109,6 +107,16 @@ pub struct Unit {
     /// The repair of the current failure: rounds so far, and the promoted patch whose
     /// relaunch is on trial.
     pub healing: Option<Healing>,
+}
+
+/// Why a pending component waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// For these dependencies (index, condition) and, with `tier`, for every component with a
+    /// lower priority than this one.
+    Deps { on: Vec<(usize, crate::config::Condition)>, tier: Option<i64> },
+    /// For a free `--jobs` slot.
+    Slot(usize),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -222,17 +230,15 @@ impl Unit {
                 _ => Vec::new(),
             },
             dependency_restarting: self.dependency_restarting.clone(),
-            waiting_for: match &self.life {
-                Life::Pending { waiting, .. } => waiting.clone(),
-                _ => None,
-            },
+            // Filled in by `Machine::snapshot`, which knows the dependencies.
+            waiting_for: None,
         }
     }
 }
 
 impl Life {
     pub fn pending() -> Self {
-        Life::Pending { waiting: None, key: String::new() }
+        Life::Pending { waiting: None }
     }
 
     pub fn status(&self) -> S {
