@@ -101,7 +101,9 @@ pub fn render(components: &[ComponentState], elapsed_secs: f64, cols: usize, row
         cols,
     )];
     let width = components.iter().map(|c| c.id.len()).max().unwrap_or(0).min(24);
-    let busy = components.iter().filter(|c| matches!(c.state, S::Starting | S::Pending | S::Backoff | S::Unhealthy));
+    let busy = components
+        .iter()
+        .filter(|c| matches!(c.state, S::Starting | S::Pending | S::Backoff | S::Unhealthy | S::Healing));
     let budget = rows.saturating_sub(2).max(1);
     let shown: Vec<&ComponentState> = busy.collect();
     for c in shown.iter().take(budget) {
@@ -113,6 +115,7 @@ pub fn render(components: &[ComponentState], elapsed_secs: f64, cols: usize, row
                 format!("starting (attempt {}){}", c.attempts, probe.unwrap_or_default())
             }
             S::Backoff => format!("retrying: {}", c.last_error.as_deref().unwrap_or("failed")),
+            S::Healing => format!("healing (repair agents at work): {}", c.last_error.as_deref().unwrap_or("failed")),
             _ => c.waiting_for.clone().unwrap_or_else(|| c.state.as_str().to_owned()),
         };
         lines.push(fit(&format!("  {:<width$}  {detail}", c.id), cols));

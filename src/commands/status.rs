@@ -349,7 +349,7 @@ where
     let errors: Vec<String> = state
         .components
         .iter()
-        .filter(|c| matches!(c.state, S::Failed | S::Unhealthy | S::Backoff | S::Quarantined))
+        .filter(|c| matches!(c.state, S::Failed | S::Unhealthy | S::Backoff | S::Healing | S::Quarantined))
         .filter_map(|c| Some(format!("  {}: {}\n", one_line(&c.id, 60), one_line(c.last_error.as_deref()?, 160))))
         .collect();
     if !errors.is_empty() {
