@@ -13,15 +13,12 @@
 //! unknown component or agent, or a missing credential.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use serde_json::json;
 
 use crate::cli::HandoverArgs;
 use crate::clock;
 use crate::config::{ProcessEnv, load};
-use crate::control::protocol::{Request, Response};
-use crate::control::{self, ClientError};
 use crate::error::{Error, Result};
 use crate::exit;
 use crate::fsutil;
@@ -30,9 +27,6 @@ use crate::ladder::round::Failure;
 use crate::paths::Paths;
 use crate::repair::Outcome;
 use crate::sequencer::heal::{self, AskError, Choice};
-
-/// How long the running boot may take to accept the restart.
-const RESTART_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
     let file = args.config.as_ref().map(|c| paths.join(c)).unwrap_or_else(|| paths.default_config());
@@ -92,7 +86,13 @@ pub async fn run(paths: &Paths, args: HandoverArgs) -> Result<u8> {
     let verdict = heal::verify(paths, &component, &label, s).await.map_err(Error::Internal)?;
     let (code, status, detail) = match &verdict {
         Outcome::Promoted { patch_id, files } => {
-            let restart = restart(paths, component.name.as_str()).await;
+            let restart = super::rollback::restart_in_running_boot(
+                paths,
+                component.name.as_str(),
+                "the running boot restarts it",
+                "no boot is running: the next boot runs it",
+            )
+            .await;
             out["patch_id"] = json!(patch_id);
             out["files"] = json!(files.iter().map(|f| f.path.clone()).collect::<Vec<_>>());
             out["restart"] = json!(restart);
@@ -149,23 +149,6 @@ fn print_suggestion(args: &HandoverArgs, out: &serde_json::Value, s: &Suggestion
     let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let diff = s.patch.trim_end();
     crate::outln!("{}", if colour { coloured(diff) } else { diff.to_string() });
-}
-
-/// Asks a running boot to restart the component; says what happened.
-async fn restart(paths: &Paths, name: &str) -> String {
-    match control::request(paths, &Request::Restart { component: name.to_owned() }, RESTART_TIMEOUT).await {
-        Ok(Response { ok: true, .. }) => "the running boot restarts it".into(),
-        Ok(Response { message, .. }) => {
-            let why = message.unwrap_or_else(|| "no reason given".into());
-            crate::errln!("razar: warning: the running boot refused to restart {name}: {why}; restart it yourself");
-            format!("restart refused: {why}")
-        }
-        Err(ClientError::NotRunning) => "no boot is running: the next boot runs it".into(),
-        Err(e) => {
-            crate::errln!("razar: warning: could not ask the running boot to restart {name}: {e}; restart it yourself");
-            format!("restart failed: {e}")
-        }
-    }
 }
 
 fn save(paths: &Paths, component: &str, agent: &str, s: &Suggestion) -> Result<std::path::PathBuf> {

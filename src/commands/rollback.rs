@@ -77,7 +77,11 @@ pub async fn run(paths: &Paths, args: RollbackArgs) -> Result<u8> {
     if roster_snapshot {
         roster::snapshot::restore(&paths.join(roster::FILE))?;
     }
-    let restart = if plan.is_empty() { "not needed".to_string() } else { restart(paths, name).await };
+    let restart = if plan.is_empty() {
+        "not needed".to_string()
+    } else {
+        restart_in_running_boot(paths, name, "restart requested", "no boot running").await
+    };
     report(&args, &plan, roster_snapshot, &restart, false);
     Ok(exit::SUCCESS)
 }
@@ -87,15 +91,18 @@ fn roster_backup() -> std::path::PathBuf {
     std::path::Path::new(roster::FILE).with_extension("bak")
 }
 
-async fn restart(paths: &Paths, name: &str) -> String {
+/// Asks a running boot to restart `name` (after its files changed); says what happened, and
+/// warns on stderr when the operator must restart it by hand. `requested` and `no_boot` are
+/// the words for the two ordinary outcomes.
+pub(crate) async fn restart_in_running_boot(paths: &Paths, name: &str, requested: &str, no_boot: &str) -> String {
     match control::request(paths, &Request::Restart { component: name.to_owned() }, REQUEST_TIMEOUT).await {
-        Ok(Response { ok: true, .. }) => "restart requested".into(),
+        Ok(Response { ok: true, .. }) => requested.into(),
         Ok(Response { message, .. }) => {
             let why = message.unwrap_or_else(|| "no reason given".into());
             crate::errln!("razar: warning: the running boot refused to restart {name}: {why}; restart it yourself");
             format!("restart refused: {why}")
         }
-        Err(ClientError::NotRunning) => "no boot running".into(),
+        Err(ClientError::NotRunning) => no_boot.into(),
         Err(e) => {
             crate::errln!("razar: warning: could not ask the running boot to restart {name}: {e}; restart it yourself");
             format!("restart failed: {e}")

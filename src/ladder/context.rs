@@ -170,7 +170,13 @@ fn sources(root: &Path, sources: &[PathBuf]) -> Vec<Value> {
 }
 
 fn walk(path: &Path, out: &mut Vec<PathBuf>) {
-    if out.len() >= MAX_FILES {
+    walk_files(path, out, MAX_FILES);
+}
+
+/// The regular files at or under `path` (symlinks not followed), in name order, into `out`
+/// until it holds `limit`.
+pub(super) fn walk_files(path: &Path, out: &mut Vec<PathBuf>, limit: usize) {
+    if out.len() >= limit {
         return;
     }
     let Ok(meta) = std::fs::symlink_metadata(path) else { return };
@@ -182,7 +188,7 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) {
         let mut children: Vec<PathBuf> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         children.sort();
         for child in children {
-            walk(&child, out);
+            walk_files(&child, out, limit);
         }
     }
 }

@@ -31,7 +31,7 @@ pub fn diff(root: &Path, sources: &[PathBuf], copy: &Path) -> TreeDiff {
         let Ok(rel) = source.strip_prefix(root) else { continue };
         for base in [root, copy] {
             let mut found = Vec::new();
-            walk(&base.join(rel), &mut found);
+            super::context::walk_files(&base.join(rel), &mut found, MAX_FILES);
             rels.extend(found.into_iter().filter_map(|p| p.strip_prefix(base).ok().map(Path::to_path_buf)));
         }
     }
@@ -93,22 +93,6 @@ fn text(path: &Path) -> Option<Option<String>> {
         return None;
     }
     String::from_utf8(std::fs::read(path).ok()?).ok().map(Some)
-}
-
-fn walk(path: &Path, out: &mut Vec<PathBuf>) {
-    if out.len() >= MAX_FILES {
-        return;
-    }
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return };
-    if meta.is_file() {
-        out.push(path.to_path_buf());
-    } else if meta.is_dir()
-        && let Ok(entries) = std::fs::read_dir(path)
-    {
-        for entry in entries.filter_map(Result::ok) {
-            walk(&entry.path(), out);
-        }
-    }
 }
 
 #[cfg(test)]
