@@ -73,6 +73,8 @@ impl Dispatcher {
                 }
             }
             Action::Revert { idx, patch_id, why } => {
+                // Done here, before the next round copies the sources: a few file copies under
+                // the root's repair lock (held only briefly, by a promotion or a rollback).
                 let name = self.machine.unit(idx).cfg.name.to_string();
                 let paths = crate::repair::RepairPaths::new(&self.paths.root);
                 if let Err(e) = crate::repair::revert(&paths, &patch_id, "razar", &why) {
