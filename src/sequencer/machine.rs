@@ -367,6 +367,10 @@ pub struct Machine {
     jitter: Jitter,
     now: Now,
     out: Vec<Action>,
+    /// Scheduling's memory: per component, an edge it was last seen waiting on, and which
+    /// components were dead (see `boot::schedule`).
+    witness: Vec<Option<usize>>,
+    dead: Vec<bool>,
 }
 
 impl Machine {
@@ -384,6 +388,8 @@ impl Machine {
             ready_announced: false,
             now: Now { mono: Duration::ZERO, epoch: 0.0 },
             out: Vec::new(),
+            witness: Vec::new(),
+            dead: Vec::new(),
         }
     }
 

@@ -16,6 +16,9 @@ use crate::sequencer::backoff::local_retry_delay;
 use crate::state::ComponentStatus as S;
 use crate::supervise::terminate::StopOutcome;
 
+/// Dependencies named in a component's `waiting_for` (and its log line); the rest are counted.
+const SHOWN_DEPENDENCIES: usize = 5;
+
 /// How long a log probe's output may take to drain after its process exited non-zero.
 pub(super) const EXIT_SETTLE: Duration = Duration::from_millis(500);
 
@@ -59,12 +62,30 @@ impl Machine {
     pub(super) fn schedule(&mut self) {
         let settled_below = self.settled_tiers();
         let mut starting = self.units.iter().filter(|u| u.status() == S::Starting).count();
+        // A pending component is re-examined in full only when the edge it was last seen
+        // waiting on is satisfied or its dependency dead, or when any component died or came
+        // back: schedule runs after every event, and a wide DAG has many pending components
+        // with many edges each.
+        let dead: Vec<bool> = self.units.iter().map(super::Unit::is_dead).collect();
+        let deaths_changed = dead != self.dead;
+        self.dead = dead;
+        self.witness.resize(self.units.len(), None);
         for idx in 0..self.units.len() {
             // A unit whose previous process group is still being stopped waits for it to go.
             if self.units[idx].status() != S::Pending || self.units[idx].group != Group::None {
                 continue;
             }
-            match self.readiness_of_deps(idx, &settled_below) {
+            if !deaths_changed && self.still_waits(idx) {
+                continue;
+            }
+            let state = self.readiness_of_deps(idx, &settled_below);
+            self.witness[idx] = match &state {
+                DepState::Waiting(Wait::Deps { on, .. }) => on
+                    .first()
+                    .and_then(|&(d, c)| self.plan.deps[idx].iter().position(|e| e.on == d && e.condition == c)),
+                _ => None,
+            };
+            match state {
                 DepState::Blocked(by) => {
                     let unit = &mut self.units[idx];
                     unit.last_error = Some(format!("blocked: {} did not come up", by.join(", ")));
@@ -116,6 +137,17 @@ impl Machine {
         out
     }
 
+    /// The edge `idx` was last seen waiting on still holds it back (its dependency neither
+    /// satisfies it nor is dead): nothing to decide yet.
+    fn still_waits(&self, idx: usize) -> bool {
+        // Only after a full look since it became pending (which also records what it waits for).
+        let Life::Pending { waiting: Some(Wait::Deps { .. }) } = &self.units[idx].life else { return false };
+        let Some(e) = self.witness.get(idx).copied().flatten() else { return false };
+        let edge = &self.plan.deps[idx][e];
+        let dep = &self.units[edge.on];
+        !dep.satisfies(edge.condition) && !dep.is_dead()
+    }
+
     /// What `idx` waits for, decided without building any text: schedule runs after every
     /// event, and a thousand pending components would otherwise format their reasons each time.
     pub(super) fn readiness_of_deps(&self, idx: usize, settled_below: &[bool]) -> DepState {
@@ -147,8 +179,15 @@ impl Machine {
             Wait::Slot(jobs) => return format!("a free slot (--jobs {jobs})"),
             Wait::Deps { on, tier } => (on, tier),
         };
-        let mut parts: Vec<String> = on
+        let open: Vec<(usize, crate::config::Condition)> = on
             .iter()
+            // What was waited for when last decided, less what has come since.
+            .filter(|&&(d, condition)| !self.units[d].satisfies(condition))
+            .copied()
+            .collect();
+        let mut parts: Vec<String> = open
+            .iter()
+            .take(SHOWN_DEPENDENCIES)
             .map(|&(d, condition)| {
                 let dep = &self.units[d];
                 let probe = dep
@@ -171,6 +210,9 @@ impl Machine {
                 format!("{} {}{probe}", dep.cfg.name, condition_word(condition))
             })
             .collect();
+        if open.len() > SHOWN_DEPENDENCIES {
+            parts.push(format!("and {} more", open.len() - SHOWN_DEPENDENCIES));
+        }
         if let Some(priority) = tier {
             parts.push(format!("every component with priority < {priority}"));
         }
